@@ -1,0 +1,87 @@
+"""The `ailab` command line.  Each area registers its own sub-commands; this module only dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from ailab.problems import InventoryError
+
+Handler = Callable[[argparse.Namespace], int]
+DEFAULT_INVENTORY = "inventory/sim"
+
+
+def add_inventory_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_INVENTORY) -> None:
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        default=default,
+        required=default is None,
+        help=f"inventory directory (default: {default})" if default else "inventory directory",
+    )
+
+
+def cmd_inventory_check(args: argparse.Namespace) -> int:
+    from ailab.inventory import load_cluster
+
+    try:
+        cluster, problems = load_cluster(args.inventory, strict=False)
+    except InventoryError as exc:
+        problems = exc.problems
+        cluster = None
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": [p.__dict__ for p in problems]}, indent=2))
+    else:
+        for problem in problems:
+            print(problem)
+        if not problems and cluster is not None:
+            gpus = sum(h.hardware.gpu.count for h in cluster.compute if h.hardware and h.hardware.gpu)
+            print(
+                f"{args.inventory}: OK: {len(cluster.hosts)} hosts, {len(cluster.compute)} GPU nodes "
+                f"({gpus} GPUs) in {len(cluster.node_classes)} classes, {len(cluster.partitions)} "
+                f"partitions, {len(cluster.users)} users"
+            )
+        else:
+            print(f"{args.inventory}: {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def register_inventory(sub: argparse._SubParsersAction) -> None:
+    inv = sub.add_parser("inventory", help="inspect and check an inventory")
+    inv_sub = inv.add_subparsers(dest="inventory_cmd", required=True)
+    check = inv_sub.add_parser("check", help="validate an inventory; one line per problem, exit 1 if any")
+    add_inventory_arg(check)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(func=cmd_inventory_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ailab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_inventory(sub)
+    # Areas that depend on optional pieces register themselves if importable.
+    from ailab import registry
+
+    for register in registry.registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in the inventory; nothing was changed", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The typed description of the cluster.
+
+Everything in the project (roles, Pulumi stacks, the simulator, generated docs) reads the cluster through
+these types.  They are built from an Ansible inventory by :mod:`ailab.inventory` and checked by
+:mod:`ailab.validate`; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+# Inventory group names with a fixed meaning.
+GROUP_FRONTEND = "frontend"
+GROUP_CONTROLLER = "slurm_controller"
+GROUP_COMPUTE = "compute"
+GROUP_CEPH = "ceph"
+ROLE_GROUPS = (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Slurm-style ``HH:MM:SS`` duration (hours may exceed 23).  Raises ValueError."""
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() and len(p) >= 2 for p in parts):
+        raise ValueError(f"{text!r} is not HH:MM:SS")
+    hours, minutes, seconds = (int(p) for p in parts)
+    if minutes > 59 or seconds > 59:
+        raise ValueError(f"{text!r} has minutes or seconds above 59")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+@dataclass(frozen=True)
+class Gpu:
+    model: str  # a key of ailab.gpus.GPU_MODELS, used as the Slurm GRES type
+    count: int
+    memory_gb: int
+
+
+@dataclass(frozen=True)
+class Hardware:
+    sockets: int
+    cores_per_socket: int
+    threads_per_core: int
+    memory_mb: int
+    cpu_model: str = ""
+    gpu: Gpu | None = None
+
+    @property
+    def cpus(self) -> int:
+        return self.sockets * self.cores_per_socket * self.threads_per_core
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str  # the address on the cluster network: /etc/hosts, slurm.conf NodeAddr, Ceph monitors
+    groups: tuple[str, ...]  # every group the host is in, "all" excluded
+    node_class: str | None = None  # the child group of `compute` that gives its hardware
+    hardware: Hardware | None = None
+
+    def in_group(self, group: str) -> bool:
+        return group in self.groups
+
+
+@dataclass(frozen=True)
+class NodeClass:
+    """A child group of `compute`: hosts of one kind of hardware (e.g. compute_t4)."""
+
+    name: str
+    hosts: tuple[str, ...]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.removeprefix(f"{GROUP_COMPUTE}_")
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    node_groups: tuple[str, ...]
+    nodes: tuple[str, ...]  # hosts of node_groups, sorted
+    default: bool = False
+    max_time: str | None = None  # None: the policy's max_job_time
+
+
+@dataclass(frozen=True)
+class NoticeOffset:
+    """How long before an event a notice goes out: months and/or days."""
+
+    months: int = 0
+    days: int = 0
+
+    def before(self, when: dt.date) -> dt.date:
+        year, month = when.year, when.month - self.months
+        while month < 1:
+            month += 12
+            year -= 1
+        # Clamp the day for shorter months (e.g. 31 May minus 1 month -> 30 April).
+        day = when.day
+        while True:
+            try:
+                shifted = dt.date(year, month, day)
+                break
+            except ValueError:
+                day -= 1
+        return shifted - dt.timedelta(days=self.days)
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.months:
+            parts.append(f"{self.months} month" + ("s" if self.months != 1 else ""))
+        if self.days:
+            parts.append(f"{self.days} day" + ("s" if self.days != 1 else ""))
+        return " ".join(parts) or "0 days"
+
+
+@dataclass(frozen=True)
+class DeletionPolicy:
+    month: int = 8
+    day: int = 1
+    notices: tuple[NoticeOffset, ...] = (
+        NoticeOffset(months=2),
+        NoticeOffset(months=1),
+        NoticeOffset(days=14),
+        NoticeOffset(days=2),
+    )
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Per-user limits on the front-end (systemd user slices)."""
+
+    cpu_quota_percent: int = 200  # 100 = one full core
+    memory_max_mb: int = 8192
+    tasks_max: int = 512
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_job_time: str = "12:00:00"
+    default_job_time: str = "01:00:00"
+    gpu_required: bool = True
+    max_gpus_per_user: int = 8
+    data_classification_levels: tuple[int, ...] = (0, 1)
+    deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
+    maintenance_notice_days: tuple[int, ...] = (30, 14, 1)
+    login_limits: LoginLimits = field(default_factory=LoginLimits)
+    default_quota_gb: int = 100
+    extension_url: str = ""
+    support_email: str = ""
+
+    @property
+    def max_job_seconds(self) -> int:
+        return parse_duration(self.max_job_time)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A course or project: a Slurm account students are associated with."""
+
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    full_name: str
+    email: str
+    project: str
+    quota_gb: int | None = None  # None: the policy's default_quota_gb
+    ssh_keys: tuple[str, ...] = ()
+    extension_until: dt.date | None = None  # approved extension past the yearly deletion
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    cluster_name: str = "ailab"
+    def_mem_per_gpu_mb: int = 16384
+    def_cpu_per_gpu: int = 4
+    def_mem_per_cpu_mb: int = 2048
+
+
+@dataclass(frozen=True)
+class CephSettings:
+    fs_name: str = "cephfs"
+    home_root: str = "/ceph/home"
+    datasets_path: str | None = None  # shared read-only area, e.g. /ceph/datasets
+    monitors: tuple[str, ...] = ()  # external cluster: monitor addresses; managed: from the ceph group
+    managed: bool = False  # True: the ceph group runs the cluster (role ceph_cluster)
+    client: str = "fuse"  # "kernel" or "fuse"
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """Only in a simulated inventory: how the simulator names and wires its containers."""
+
+    prefix: str = "ailab"
+    network: str = "ailab-sim"
+    subnet: str = "10.213.0.0/24"
+
+    def container(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    domain: str
+    timezone: str
+    hosts: dict[str, Host]
+    node_classes: dict[str, NodeClass]
+    partitions: tuple[Partition, ...]
+    policy: Policy
+    slurm: SlurmSettings
+    ceph: CephSettings
+    projects: dict[str, Project]
+    users: dict[str, User]
+    sim: SimSettings | None = None
+
+    def group(self, name: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts.values() if h.in_group(name))
+
+    @property
+    def frontends(self) -> tuple[Host, ...]:
+        return self.group(GROUP_FRONTEND)
+
+    @property
+    def controllers(self) -> tuple[Host, ...]:
+        return self.group(GROUP_CONTROLLER)
+
+    @property
+    def compute(self) -> tuple[Host, ...]:
+        return self.group(GROUP_COMPUTE)
+
+    @property
+    def ceph_hosts(self) -> tuple[Host, ...]:
+        return self.group(GROUP_CEPH)
+
+    def quota_gb(self, user: User) -> int:
+        return user.quota_gb if user.quota_gb is not None else self.policy.default_quota_gb

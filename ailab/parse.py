@@ -1,0 +1,523 @@
+"""Turn plain inventory data (Ansible's groups and host variables) into the typed model.
+
+Pure functions: no Ansible, no files.  Type and shape problems are collected as :class:`Problem`s (the
+caller decides whether to stop); a field with a problem falls back to a safe value so that one run reports
+as many problems as possible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ailab.gpus import GPU_MODELS, known_models
+from ailab.model import (
+    GROUP_COMPUTE,
+    CephSettings,
+    Cluster,
+    DeletionPolicy,
+    Gpu,
+    Hardware,
+    Host,
+    LoginLimits,
+    NodeClass,
+    NoticeOffset,
+    Partition,
+    Policy,
+    Project,
+    SimSettings,
+    SlurmSettings,
+    User,
+)
+from ailab.problems import Problem
+
+# Variables that describe the whole cluster: they belong in group_vars/all and must not differ per host.
+CLUSTER_VARS = (
+    "ailab_cluster",
+    "ailab_policy",
+    "ailab_slurm",
+    "ailab_ceph",
+    "ailab_partitions",
+    "ailab_projects",
+    "ailab_users",
+    "ailab_sim",
+)
+NODE_CLASS_PREFIX = f"{GROUP_COMPUTE}_"
+_OFFSET_RE = re.compile(r"^\s*(\d+)\s*(month|months|day|days)\s*$")
+
+
+class Reader:
+    """Reads typed fields out of one mapping, recording a Problem for each bad one."""
+
+    def __init__(self, data: Any, where: str, path: str, problems: list[Problem]):
+        self.where = where
+        self.path = path
+        self.problems = problems
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            self.problem("", f"must be a mapping, got {type(data).__name__}", "write it as key: value pairs")
+            data = {}
+        self.data: Mapping[str, Any] = data
+
+    def field_name(self, key: str) -> str:
+        return f"{self.path}.{key}" if key else self.path
+
+    def problem(self, key: str, message: str, fix: str) -> None:
+        self.problems.append(Problem(self.where, self.field_name(key), message, fix))
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def child(self, key: str) -> Reader:
+        return Reader(self.data.get(key), self.where, self.field_name(key), self.problems)
+
+    def unknown_keys(self, allowed: Sequence[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                self.problem(str(key), "unknown field", f"remove it or use one of: {', '.join(allowed)}")
+
+    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self.problem(key, "is missing", f"set {key}")
+            return default if default is not None else ""
+        if not isinstance(value, str) or not value.strip():
+            self.problem(key, f"must be a non-empty string, got {value!r}", f"set {key} to a string")
+            return default if default is not None else ""
+        return value.strip()
+
+    def integer(
+        self, key: str, default: int | None = None, *, minimum: int | None = None, required: bool = False
+    ) -> int:
+        value = self.data.get(key)
+        if value is None:
+            if required or default is None:
+                self.problem(key, "is missing", f"set {key} to a whole number")
+            return default if default is not None else 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            else:
+                self.problem(key, f"must be a whole number, got {value!r}", f"set {key} to a whole number")
+                return default if default is not None else 0
+        if minimum is not None and value < minimum:
+            self.problem(key, f"is {value}, below the minimum {minimum}", f"set {key} to {minimum} or more")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"must be true or false, got {value!r}", f"set {key}: true or {key}: false")
+            return default
+        return value
+
+    def duration(self, key: str, default: str | None) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        text = str(value)
+        if isinstance(value, int):
+            # YAML 1.1 reads an unquoted 12:00:00 as the sexagesimal number 43200.
+            self.problem(
+                key, f"{value!r} was read as a number", f'quote it as a string, e.g. {key}: "12:00:00"'
+            )
+            return default
+        from ailab.model import parse_duration
+
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            self.problem(key, f"{exc}", f'write it as HH:MM:SS, e.g. {key}: "12:00:00"')
+            return default
+        return text
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            self.problem(key, f"must be a list, got {value!r}", f"write {key} as a YAML list")
+            return ()
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(f"{key}[{i}]", f"must be a non-empty string, got {item!r}", "fix the entry")
+            else:
+                out.append(item.strip())
+        return tuple(out)
+
+    def int_list(self, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            self.problem(key, f"must be a list of whole numbers, got {value!r}", f"write {key} as a list")
+            return default
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, int):
+                self.problem(f"{key}[{i}]", f"must be a whole number, got {item!r}", "fix the entry")
+            else:
+                out.append(item)
+        return tuple(out)
+
+    def date(self, key: str) -> dt.date | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            self.problem(key, f"{value!r} is not a date", f"write it as YYYY-MM-DD, e.g. {key}: 2027-08-01")
+            return None
+
+
+def parse_offset(text: Any) -> NoticeOffset | None:
+    match = _OFFSET_RE.match(str(text))
+    if not match:
+        return None
+    number, unit = int(match.group(1)), match.group(2)
+    return NoticeOffset(months=number) if unit.startswith("month") else NoticeOffset(days=number)
+
+
+def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
+    r = Reader(raw, where, "ailab_hardware", problems)
+    r.unknown_keys(
+        ("sockets", "cores_per_socket", "threads_per_core", "cpus", "memory_mb", "cpu_model", "gpu")
+    )
+    hardware = Hardware(
+        sockets=r.integer("sockets", 1, minimum=1, required=True),
+        cores_per_socket=r.integer("cores_per_socket", 1, minimum=1, required=True),
+        threads_per_core=r.integer("threads_per_core", 1, minimum=1),
+        memory_mb=r.integer("memory_mb", 1024, minimum=1, required=True),
+        cpu_model=r.string("cpu_model", ""),
+        gpu=None,
+    )
+    if r.has("cpus"):
+        declared = r.integer("cpus", hardware.cpus)
+        if declared != hardware.cpus:
+            r.problem(
+                "cpus",
+                f"is {declared} but sockets x cores_per_socket x threads_per_core = "
+                f"{hardware.sockets} x {hardware.cores_per_socket} x {hardware.threads_per_core} "
+                f"= {hardware.cpus}",
+                "correct the CPU topology or drop cpus (it is derived)",
+            )
+    if r.has("gpu"):
+        g = r.child("gpu")
+        g.unknown_keys(("model", "count", "memory_gb"))
+        model = g.string("model", required=True).lower()
+        count = g.integer("count", 0, required=True)
+        if count < 1:
+            g.problem(
+                "count",
+                f"is {count}; every compute node class is a GPU class (seed 001 rule 5)",
+                "set gpu.count to the number of GPUs per node (1 or more)",
+            )
+        spec = GPU_MODELS.get(model)
+        memory = 0
+        if model and spec is None:
+            g.problem("model", f"unknown GPU model {model!r}", f"use one of: {known_models()}")
+        elif spec is not None:
+            memory = g.integer("memory_gb", spec.default_memory_gb, minimum=1)
+            if memory not in spec.memory_gb:
+                sizes = ", ".join(str(m) for m in spec.memory_gb)
+                g.problem(
+                    "memory_gb",
+                    f"{spec.product} has no {memory} GB variant",
+                    f"use one of: {sizes} (or drop it for the default)",
+                )
+        hardware = Hardware(**{**hardware.__dict__, "gpu": Gpu(model=model, count=count, memory_gb=memory)})
+    return hardware
+
+
+def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
+    where = "group_vars/all"
+    r = Reader(raw, where, "ailab_policy", problems)
+    r.unknown_keys(
+        (
+            "max_job_time",
+            "default_job_time",
+            "gpu_required",
+            "max_gpus_per_user",
+            "data_classification_levels",
+            "deletion",
+            "maintenance_notice_days",
+            "login_limits",
+            "default_quota_gb",
+            "extension_url",
+            "support_email",
+        )
+    )
+    defaults = Policy()
+    d = r.child("deletion")
+    d.unknown_keys(("month", "day", "notices"))
+    notices: list[NoticeOffset] = []
+    raw_notices = d.data.get("notices")
+    if raw_notices is None:
+        notices = list(defaults.deletion.notices)
+    elif isinstance(raw_notices, str) or not isinstance(raw_notices, Sequence):
+        d.problem("notices", "must be a list", 'write e.g. notices: ["2 months", "1 month", "14 days"]')
+    else:
+        for i, item in enumerate(raw_notices):
+            offset = parse_offset(item)
+            if offset is None:
+                d.problem(f"notices[{i}]", f"{item!r} is not 'N months' or 'N days'", 'write e.g. "14 days"')
+            else:
+                notices.append(offset)
+    month = d.integer("month", 8, minimum=1)
+    day = d.integer("day", 1, minimum=1)
+    try:
+        dt.date(2001, month, day)  # a non-leap year: 29 February would skip three years in four
+    except ValueError:
+        d.problem("day", f"month {month} day {day} is not a date in every year", "use a valid month and day")
+        month, day = 8, 1
+    deletion = DeletionPolicy(month=month, day=day, notices=tuple(notices))
+
+    ll = r.child("login_limits")
+    ll.unknown_keys(("cpu_quota_percent", "memory_max_mb", "tasks_max"))
+    login = LoginLimits(
+        cpu_quota_percent=ll.integer("cpu_quota_percent", defaults.login_limits.cpu_quota_percent, minimum=1),
+        memory_max_mb=ll.integer("memory_max_mb", defaults.login_limits.memory_max_mb, minimum=64),
+        tasks_max=ll.integer("tasks_max", defaults.login_limits.tasks_max, minimum=16),
+    )
+    return Policy(
+        max_job_time=r.duration("max_job_time", defaults.max_job_time) or defaults.max_job_time,
+        default_job_time=r.duration("default_job_time", defaults.default_job_time)
+        or defaults.default_job_time,
+        gpu_required=r.boolean("gpu_required", defaults.gpu_required),
+        max_gpus_per_user=r.integer("max_gpus_per_user", defaults.max_gpus_per_user, minimum=1),
+        data_classification_levels=r.int_list(
+            "data_classification_levels", defaults.data_classification_levels
+        ),
+        deletion=deletion,
+        maintenance_notice_days=r.int_list("maintenance_notice_days", defaults.maintenance_notice_days),
+        login_limits=login,
+        default_quota_gb=r.integer("default_quota_gb", defaults.default_quota_gb, minimum=1),
+        extension_url=r.string("extension_url", ""),
+        support_email=r.string("support_email", ""),
+    )
+
+
+def parse_users(raw: Any, problems: list[Problem]) -> dict[str, User]:
+    users: dict[str, User] = {}
+    if raw is None:
+        return users
+    if not isinstance(raw, list):
+        problems.append(Problem("group_vars/all", "ailab_users", "must be a list", "write one entry per user"))
+        return users
+    fields = (
+        "name",
+        "uid",
+        "gid",
+        "full_name",
+        "email",
+        "project",
+        "quota_gb",
+        "ssh_keys",
+        "extension_until",
+        "admin",
+    )
+    for i, entry in enumerate(raw):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        where = f"user {name}" if isinstance(name, str) else f"ailab_users[{i}]"
+        r = Reader(entry, where, f"ailab_users[{i}]", problems)
+        r.unknown_keys(fields)
+        user = User(
+            name=r.string("name", required=True),
+            uid=r.integer("uid", 0, required=True),
+            gid=r.integer("gid", 0, required=True),
+            full_name=r.string("full_name", ""),
+            email=r.string("email", ""),
+            project=r.string("project", ""),
+            quota_gb=r.integer("quota_gb", minimum=1) if r.has("quota_gb") else None,
+            ssh_keys=r.string_list("ssh_keys"),
+            extension_until=r.date("extension_until"),
+            admin=r.boolean("admin", False),
+        )
+        if user.name in users:
+            r.problem("name", f"user {user.name!r} is listed twice", "keep one entry per user")
+        elif user.name:
+            users[user.name] = user
+    return users
+
+
+def parse_projects(raw: Any, problems: list[Problem]) -> dict[str, Project]:
+    projects: dict[str, Project] = {}
+    if raw is None:
+        return projects
+    if not isinstance(raw, list):
+        problems.append(
+            Problem("group_vars/all", "ailab_projects", "must be a list", "write one entry per project")
+        )
+        return projects
+    for i, entry in enumerate(raw):
+        r = Reader(entry, "group_vars/all", f"ailab_projects[{i}]", problems)
+        r.unknown_keys(("name", "description"))
+        project = Project(name=r.string("name", required=True), description=r.string("description", ""))
+        if project.name in projects:
+            r.problem("name", f"project {project.name!r} is listed twice", "keep one entry per project")
+        elif project.name:
+            projects[project.name] = project
+    return projects
+
+
+def parse_partitions(
+    raw: Any, groups: Mapping[str, Sequence[str]], problems: list[Problem]
+) -> tuple[Partition, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(
+            Problem("group_vars/all", "ailab_partitions", "must be a list", "write one entry per partition")
+        )
+        return ()
+    partitions = []
+    for i, entry in enumerate(raw):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        where = f"partition {name}" if isinstance(name, str) else "group_vars/all"
+        r = Reader(entry, where, f"ailab_partitions[{i}]", problems)
+        r.unknown_keys(("name", "node_groups", "default", "max_time"))
+        node_groups = r.string_list("node_groups")
+        nodes: set[str] = set()
+        for group in node_groups:
+            if group not in groups:
+                r.problem(
+                    "node_groups", f"group {group!r} is not in the inventory", "name an existing group"
+                )
+            nodes.update(groups.get(group, ()))
+        partitions.append(
+            Partition(
+                name=r.string("name", required=True),
+                node_groups=node_groups,
+                nodes=tuple(sorted(nodes)),
+                default=r.boolean("default", False),
+                max_time=r.duration("max_time", None),
+            )
+        )
+    return tuple(partitions)
+
+
+def cluster_vars(hostvars: Mapping[str, Mapping[str, Any]], problems: list[Problem]) -> dict[str, Any]:
+    """The cluster-wide variables, which every host must see with the same value."""
+    values: dict[str, Any] = {}
+    for key in CLUSTER_VARS:
+        seen: dict[str, Any] = {}
+        for host, hv in sorted(hostvars.items()):
+            seen[host] = hv.get(key)
+        distinct = {repr(v) for v in seen.values()}
+        if len(distinct) > 1:
+            first = next(iter(seen.values()))
+            odd = sorted(h for h, v in seen.items() if repr(v) != repr(first))
+            problems.append(
+                Problem(
+                    f"host {odd[0]}",
+                    key,
+                    f"differs between hosts ({', '.join(odd[:5])} disagree with the rest)",
+                    f"{key} describes the whole cluster: set it once in group_vars/all, not per host/group",
+                )
+            )
+        values[key] = next(iter(seen.values()), None)
+    return values
+
+
+def build_cluster(
+    groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping[str, Any]]
+) -> tuple[Cluster, list[Problem]]:
+    """Build the typed model from Ansible's ``groups`` and ``hostvars``.
+
+    Returns the model and the shape/type problems found on the way; semantic checks are in
+    :func:`ailab.validate.validate`.
+    """
+    problems: list[Problem] = []
+    cvars = cluster_vars(hostvars, problems)
+
+    c = Reader(cvars["ailab_cluster"], "group_vars/all", "ailab_cluster", problems)
+    c.unknown_keys(("name", "domain", "timezone"))
+    s = Reader(cvars["ailab_slurm"], "group_vars/all", "ailab_slurm", problems)
+    s.unknown_keys(("cluster_name", "def_mem_per_gpu_mb", "def_cpu_per_gpu", "def_mem_per_cpu_mb"))
+    sd = SlurmSettings()
+    slurm = SlurmSettings(
+        cluster_name=s.string("cluster_name", sd.cluster_name),
+        def_mem_per_gpu_mb=s.integer("def_mem_per_gpu_mb", sd.def_mem_per_gpu_mb, minimum=1),
+        def_cpu_per_gpu=s.integer("def_cpu_per_gpu", sd.def_cpu_per_gpu, minimum=1),
+        def_mem_per_cpu_mb=s.integer("def_mem_per_cpu_mb", sd.def_mem_per_cpu_mb, minimum=1),
+    )
+    cr = Reader(cvars["ailab_ceph"], "group_vars/all", "ailab_ceph", problems)
+    cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client"))
+    cd = CephSettings()
+    ceph = CephSettings(
+        fs_name=cr.string("fs_name", cd.fs_name),
+        home_root=cr.string("home_root", cd.home_root),
+        datasets_path=cr.string("datasets_path") or None,
+        monitors=cr.string_list("monitors"),
+        managed=cr.boolean("managed", cd.managed),
+        client=cr.string("client", cd.client),
+    )
+    sim = None
+    if cvars["ailab_sim"] is not None:
+        sr = Reader(cvars["ailab_sim"], "group_vars/all", "ailab_sim", problems)
+        sr.unknown_keys(("prefix", "network", "subnet"))
+        sim = SimSettings(
+            prefix=sr.string("prefix", SimSettings.prefix),
+            network=sr.string("network", SimSettings.network),
+            subnet=sr.string("subnet", SimSettings.subnet),
+        )
+
+    node_classes = {
+        g: NodeClass(name=g, hosts=tuple(sorted(members)))
+        for g, members in groups.items()
+        if g.startswith(NODE_CLASS_PREFIX)
+    }
+    hosts: dict[str, Host] = {}
+    for name, hv in sorted(hostvars.items()):
+        where = f"host {name}"
+        member_of = tuple(sorted(g for g, members in groups.items() if name in members and g != "all"))
+        classes = [g for g in member_of if g in node_classes]
+        address = hv.get("ailab_address")
+        if not isinstance(address, str) or not address.strip():
+            problems.append(
+                Problem(
+                    where,
+                    "ailab_address",
+                    "is missing",
+                    "set ailab_address to the host's address on the cluster network (host_vars or inventory)",
+                )
+            )
+            address = ""
+        hardware = None
+        if hv.get("ailab_hardware") is not None:
+            hardware = parse_hardware(hv["ailab_hardware"], where, problems)
+        hosts[name] = Host(
+            name=name,
+            address=address.strip(),
+            groups=member_of,
+            node_class=classes[0] if len(classes) == 1 else None,
+            hardware=hardware,
+        )
+
+    cluster = Cluster(
+        name=c.string("name", "ailab"),
+        domain=c.string("domain", ""),
+        timezone=c.string("timezone", "UTC"),
+        hosts=hosts,
+        node_classes=node_classes,
+        partitions=parse_partitions(cvars["ailab_partitions"], groups, problems),
+        policy=parse_policy(cvars["ailab_policy"], problems),
+        slurm=slurm,
+        ceph=ceph,
+        projects=parse_projects(cvars["ailab_projects"], problems),
+        users=parse_users(cvars["ailab_users"], problems),
+        sim=sim,
+    )
+    return cluster, problems

@@ -1,0 +1,501 @@
+"""Semantic checks of the typed model: what an operator would trip over before anything is deployed."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from collections import defaultdict
+
+from ailab.model import (
+    GROUP_CEPH,
+    GROUP_COMPUTE,
+    GROUP_CONTROLLER,
+    GROUP_FRONTEND,
+    Cluster,
+    Host,
+    parse_duration,
+)
+from ailab.problems import Problem
+
+HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+FIRST_USER_ID = 1000  # below: system accounts
+RESERVED_IDS = {65534}  # nobody/nogroup
+CLASSIFICATION_LEVELS = (0, 1, 2, 3)  # AAU's model; the platform permits only some of them
+
+
+def validate(cluster: Cluster) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in (
+        check_groups,
+        check_hosts,
+        check_compute,
+        check_partitions,
+        check_policy,
+        check_users,
+        check_storage,
+        check_sim,
+    ):
+        problems.extend(check(cluster))
+    return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
+
+
+def check_groups(cluster: Cluster) -> list[Problem]:
+    out = []
+    need = {
+        GROUP_FRONTEND: "add the login node(s) to the frontend group",
+        GROUP_CONTROLLER: "add the Slurm controller host to the slurm_controller group",
+        GROUP_COMPUTE: "add GPU nodes under compute -> children -> compute_<class>",
+    }
+    for group, fix in need.items():
+        if not cluster.group(group):
+            out.append(Problem(f"group {group}", "hosts", "has no hosts", fix))
+    if len(cluster.controllers) > 1:
+        names = ", ".join(h.name for h in cluster.controllers)
+        out.append(
+            Problem(
+                f"group {GROUP_CONTROLLER}",
+                "hosts",
+                f"has {len(cluster.controllers)} hosts ({names}); this layout runs one slurmctld",
+                "keep one host in slurm_controller",
+            )
+        )
+    for host in cluster.frontends:
+        if host.in_group(GROUP_COMPUTE):
+            out.append(
+                Problem(
+                    f"host {host.name}",
+                    "groups",
+                    "is both a front-end and a compute node; the front-end runs no slurmd",
+                    "remove it from one of frontend / compute",
+                )
+            )
+    return out
+
+
+def _canonical(name: str) -> str:
+    return name.lower().split(".", 1)[0]
+
+
+def check_hosts(cluster: Cluster) -> list[Problem]:
+    out = []
+    by_address: dict[str, list[str]] = defaultdict(list)
+    by_short: dict[str, list[str]] = defaultdict(list)
+    for host in cluster.hosts.values():
+        where = f"host {host.name}"
+        by_short[_canonical(host.name)].append(host.name)
+        if not HOSTNAME_RE.match(host.name):
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    "is not a valid short hostname (lowercase letters, digits and '-', no dots)",
+                    "rename the host, e.g. a256-t4-04; keep the domain in ailab_cluster.domain",
+                )
+            )
+        if host.address:
+            try:
+                ipaddress.ip_address(host.address)
+            except ValueError:
+                out.append(
+                    Problem(
+                        where,
+                        "ailab_address",
+                        f"{host.address!r} is not an IP address",
+                        "set the host's IP on the cluster network",
+                    )
+                )
+            by_address[host.address].append(host.name)
+        if not any(host.in_group(g) for g in (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)):
+            out.append(
+                Problem(
+                    where,
+                    "groups",
+                    "is in none of frontend, slurm_controller, compute, ceph; no role would configure it",
+                    "add it to one of those groups or remove it",
+                )
+            )
+    for address, names in by_address.items():
+        if len(names) > 1:
+            for name in names:
+                out.append(
+                    Problem(
+                        f"host {name}",
+                        "ailab_address",
+                        f"duplicate host: address {address} is also used by "
+                        + ", ".join(n for n in names if n != name),
+                        "give every host its own address",
+                    )
+                )
+    for short, names in by_short.items():
+        if len(names) > 1:
+            out.append(
+                Problem(
+                    f"host {names[0]}",
+                    "name",
+                    f"duplicate host: {', '.join(names)} are the same machine ({short})",
+                    "list each host once, by its short name",
+                )
+            )
+    return out
+
+
+def check_compute(cluster: Cluster) -> list[Problem]:
+    out = []
+    for host in cluster.compute:
+        where = f"host {host.name}"
+        classes = [g for g in host.groups if g in cluster.node_classes]
+        if not classes:
+            out.append(
+                Problem(
+                    where,
+                    "groups",
+                    "is a compute node in no node class",
+                    "put it under compute -> children -> compute_<class> (e.g. compute_t4)",
+                )
+            )
+        elif len(classes) > 1:
+            out.append(
+                Problem(
+                    where,
+                    "groups",
+                    f"duplicate host: listed in several node classes ({', '.join(classes)})",
+                    "list the host in exactly one compute_<class> group",
+                )
+            )
+        out.extend(_check_hardware(cluster, host))
+    for node_class in cluster.node_classes.values():
+        for name in node_class.hosts:
+            if not cluster.hosts[name].in_group(GROUP_COMPUTE):
+                out.append(
+                    Problem(
+                        f"host {name}",
+                        "groups",
+                        f"is in node class {node_class.name} but not in compute",
+                        f"make {node_class.name} a child group of compute",
+                    )
+                )
+    return out
+
+
+def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
+    where = f"host {host.name}"
+    hw = host.hardware
+    if hw is None:
+        return [
+            Problem(
+                where,
+                "ailab_hardware",
+                "is missing for a compute node",
+                f"set ailab_hardware in group_vars/{host.node_class or 'compute_<class>'}.yml",
+            )
+        ]
+    out = []
+    if hw.gpu is None:
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware.gpu",
+                "is missing; compute nodes are GPU nodes (seed 001 rule 5)",
+                "declare gpu: {model: ..., count: N}",
+            )
+        )
+        return out
+    if hw.gpu.count < 1:
+        return out  # reported while parsing
+    slurm = cluster.slurm
+    need_mem = slurm.def_mem_per_gpu_mb * hw.gpu.count
+    if need_mem > hw.memory_mb:
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware.memory_mb",
+                f"{hw.memory_mb} MB cannot give each of its {hw.gpu.count} GPUs the default "
+                f"{slurm.def_mem_per_gpu_mb} MB (ailab_slurm.def_mem_per_gpu_mb): {need_mem} MB needed",
+                "lower ailab_slurm.def_mem_per_gpu_mb or correct memory_mb / gpu.count",
+            )
+        )
+    need_cpu = slurm.def_cpu_per_gpu * hw.gpu.count
+    if need_cpu > hw.cpus:
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware",
+                f"{hw.cpus} CPUs cannot give each of its {hw.gpu.count} GPUs the default "
+                f"{slurm.def_cpu_per_gpu} CPUs (ailab_slurm.def_cpu_per_gpu): {need_cpu} needed",
+                "lower ailab_slurm.def_cpu_per_gpu or correct the CPU topology / gpu.count",
+            )
+        )
+    return out
+
+
+def check_partitions(cluster: Cluster) -> list[Problem]:
+    out = []
+    if not cluster.partitions:
+        out.append(
+            Problem(
+                "group_vars/all",
+                "ailab_partitions",
+                "defines no partition",
+                "add a default partition over group compute and one per node class",
+            )
+        )
+        return out
+    policy_max = cluster.policy.max_job_seconds
+    names = [p.name for p in cluster.partitions]
+    for name in {n for n in names if names.count(n) > 1}:
+        out.append(
+            Problem(f"partition {name}", "name", "is defined twice", "give each partition a unique name")
+        )
+    defaults = [p.name for p in cluster.partitions if p.default]
+    if len(defaults) != 1:
+        out.append(
+            Problem(
+                "group_vars/all",
+                "ailab_partitions",
+                f"{len(defaults)} partitions are marked default ({', '.join(defaults) or 'none'})",
+                "mark exactly one partition default: true",
+            )
+        )
+    for p in cluster.partitions:
+        where = f"partition {p.name}"
+        if not p.nodes:
+            out.append(
+                Problem(where, "node_groups", "has no nodes", "list a group with compute nodes in it")
+            )
+        for name in p.nodes:
+            if name in cluster.hosts and not cluster.hosts[name].in_group(GROUP_COMPUTE):
+                out.append(
+                    Problem(
+                        where,
+                        "node_groups",
+                        f"includes {name}, which is not a compute node",
+                        "list only compute groups",
+                    )
+                )
+        if p.max_time is not None and parse_duration(p.max_time) > policy_max:
+            out.append(
+                Problem(
+                    where,
+                    "max_time",
+                    f"{p.max_time} is above the policy's max_job_time {cluster.policy.max_job_time}",
+                    f"set max_time to {cluster.policy.max_job_time} or less, or drop it",
+                )
+            )
+    in_partitions = {n for p in cluster.partitions for n in p.nodes}
+    for host in cluster.compute:
+        if host.name not in in_partitions:
+            out.append(
+                Problem(
+                    f"host {host.name}",
+                    "partitions",
+                    "is a compute node in no partition; it would never run a job",
+                    "add its node class group to a partition's node_groups",
+                )
+            )
+    return out
+
+
+def check_policy(cluster: Cluster) -> list[Problem]:
+    out = []
+    policy = cluster.policy
+    where = "group_vars/all"
+    if parse_duration(policy.default_job_time) > policy.max_job_seconds:
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.default_job_time",
+                f"{policy.default_job_time} is above max_job_time {policy.max_job_time}",
+                "make default_job_time shorter than max_job_time",
+            )
+        )
+    if policy.max_job_seconds == 0:
+        out.append(
+            Problem(where, "ailab_policy.max_job_time", "is zero", 'set it, e.g. max_job_time: "12:00:00"')
+        )
+    for level in policy.data_classification_levels:
+        if level not in CLASSIFICATION_LEVELS:
+            out.append(
+                Problem(
+                    where,
+                    "ailab_policy.data_classification_levels",
+                    f"{level} is not a level of the data classification model (0-3)",
+                    "list levels from 0, 1, 2, 3",
+                )
+            )
+    if not policy.data_classification_levels:
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.data_classification_levels",
+                "is empty",
+                "list the allowed levels, e.g. [0, 1]",
+            )
+        )
+    offsets = [(o.months, o.days) for o in policy.deletion.notices]
+    if len(set(offsets)) != len(offsets):
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.deletion.notices",
+                "lists the same notice twice",
+                "list each notice offset once",
+            )
+        )
+    if any(m == 0 and d == 0 for m, d in offsets):
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.deletion.notices",
+                "has a notice 0 days before the deletion",
+                "give every notice a lead time",
+            )
+        )
+    days = policy.maintenance_notice_days
+    if any(d <= 0 for d in days) or len(set(days)) != len(days):
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.maintenance_notice_days",
+                f"{list(days)} must be distinct positive day counts",
+                "write e.g. [30, 14, 1]",
+            )
+        )
+    try:
+        zoneinfo.ZoneInfo(cluster.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        out.append(
+            Problem(
+                where,
+                "ailab_cluster.timezone",
+                f"{cluster.timezone!r} is not a time zone",
+                "use an IANA name such as Europe/Copenhagen",
+            )
+        )
+    return out
+
+
+def check_users(cluster: Cluster) -> list[Problem]:
+    out = []
+    uids: dict[int, list[str]] = defaultdict(list)
+    for user in cluster.users.values():
+        where = f"user {user.name}"
+        uids[user.uid].append(user.name)
+        if not USERNAME_RE.match(user.name):
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    "is not a valid username (lowercase letter or _, then lowercase letters, digits, _ or -, "
+                    "at most 32)",
+                    "use the university login, e.g. ab12cd",
+                )
+            )
+        for key, value in (("uid", user.uid), ("gid", user.gid)):
+            if value < FIRST_USER_ID or value in RESERVED_IDS:
+                out.append(
+                    Problem(
+                        where,
+                        key,
+                        f"{value} is a system id",
+                        f"use an id of {FIRST_USER_ID} or more (and not 65534)",
+                    )
+                )
+        if not user.email:
+            out.append(Problem(where, "email", "is missing", "set the e-mail that receives notices"))
+        elif not EMAIL_RE.match(user.email):
+            out.append(Problem(where, "email", f"{user.email!r} is not an e-mail address", "fix it"))
+        if not user.project:
+            out.append(Problem(where, "project", "is missing", "set the user's course or project"))
+        elif user.project not in cluster.projects:
+            known = ", ".join(sorted(cluster.projects)) or "none defined"
+            out.append(
+                Problem(
+                    where,
+                    "project",
+                    f"unknown project {user.project!r}",
+                    f"add it to ailab_projects or use one of: {known}",
+                )
+            )
+    for uid, names in uids.items():
+        if len(names) > 1:
+            for name in names:
+                out.append(
+                    Problem(
+                        f"user {name}",
+                        "uid",
+                        f"duplicate uid {uid} (also {', '.join(n for n in names if n != name)})",
+                        "give every user their own uid",
+                    )
+                )
+    return out
+
+
+def check_storage(cluster: Cluster) -> list[Problem]:
+    out = []
+    ceph = cluster.ceph
+    where = "group_vars/all"
+    if ceph.client not in ("kernel", "fuse"):
+        out.append(
+            Problem(where, "ailab_ceph.client", f"{ceph.client!r} is not a CephFS client", "use kernel or fuse")
+        )
+    for key, path in (("home_root", ceph.home_root), ("datasets_path", ceph.datasets_path)):
+        if path is not None and not path.startswith("/"):
+            out.append(
+                Problem(where, f"ailab_ceph.{key}", f"{path!r} is not an absolute path", "start it with /")
+            )
+    if ceph.managed and not cluster.ceph_hosts:
+        out.append(
+            Problem(
+                where,
+                "ailab_ceph.managed",
+                "is true but group ceph has no hosts",
+                "add the storage node(s) to group ceph, or set managed: false and list monitors",
+            )
+        )
+    if not ceph.managed and not ceph.monitors:
+        out.append(
+            Problem(
+                where,
+                "ailab_ceph.monitors",
+                "is empty for an external Ceph cluster",
+                "list the monitor addresses (or set managed: true and add a ceph group)",
+            )
+        )
+    return out
+
+
+def check_sim(cluster: Cluster) -> list[Problem]:
+    if cluster.sim is None:
+        return []
+    out = []
+    try:
+        subnet = ipaddress.ip_network(cluster.sim.subnet)
+    except ValueError:
+        return [
+            Problem(
+                "group_vars/all",
+                "ailab_sim.subnet",
+                f"{cluster.sim.subnet!r} is not a network",
+                "write it as a CIDR, e.g. 10.213.0.0/24",
+            )
+        ]
+    gateway = next(subnet.hosts())
+    for host in cluster.hosts.values():
+        try:
+            address = ipaddress.ip_address(host.address)
+        except ValueError:
+            continue
+        if address not in subnet or address in (gateway, subnet.network_address, subnet.broadcast_address):
+            out.append(
+                Problem(
+                    f"host {host.name}",
+                    "ailab_address",
+                    f"{host.address} is not a usable address in the simulator's subnet {subnet} "
+                    f"({gateway} is the gateway)",
+                    f"pick a free address in {subnet}",
+                )
+            )
+    return out
