@@ -216,7 +216,8 @@ def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
     if r.has("gpu"):
         g = r.child("gpu")
         g.unknown_keys(("model", "count", "memory_gb"))
-        model = g.string("model", required=True).lower()
+        raw_model = g.string("model", required=True)
+        model = raw_model.lower()
         count = g.integer("count", 0, required=True)
         if count < 1:
             g.problem(
@@ -227,7 +228,7 @@ def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
         spec = GPU_MODELS.get(model)
         memory = 0
         if model and spec is None:
-            g.problem("model", f"unknown GPU model {model!r}", f"use one of: {known_models()}")
+            g.problem("model", f"unknown GPU model {raw_model!r}", f"use one of: {known_models()}")
         elif spec is not None:
             memory = g.integer("memory_gb", spec.default_memory_gb, minimum=1)
             if memory not in spec.memory_gb:

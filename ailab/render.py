@@ -1,0 +1,55 @@
+"""Files rendered from the model by pure functions, by name, for the `ailab_render` Ansible filter.
+
+Each entry maps a file name to ``module:function``; the function takes ``(cluster, host)`` (host is the
+inventory hostname the file is for, or None for cluster-wide files) and returns the file's text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+
+from ailab.model import Cluster
+
+RENDERERS: dict[str, str] = {
+    "hosts": "ailab.render:render_hosts",
+    "motd": "ailab.render:render_motd",
+}
+
+
+def render(name: str, cluster: Cluster, host: str | None = None) -> str:
+    if name not in RENDERERS:
+        raise KeyError(f"no renderer for {name!r}; known: {', '.join(sorted(RENDERERS))}")
+    module_name, func = RENDERERS[name].split(":")
+    return getattr(importlib.import_module(module_name), func)(cluster, host)
+
+
+def render_hosts(cluster: Cluster, host: str | None = None) -> str:
+    """The cluster's entries for /etc/hosts: address, FQDN (when a domain is set), short name."""
+    lines = []
+    for h in sorted(cluster.hosts.values(), key=lambda h: (ipaddress.ip_address(h.address), h.name)):
+        names = [f"{h.name}.{cluster.domain}", h.name] if cluster.domain else [h.name]
+        lines.append(f"{h.address:<15} {' '.join(names)}")
+    return "\n".join(lines)
+
+
+def node_role(cluster: Cluster, host: str) -> str:
+    h = cluster.hosts[host]
+    roles = []
+    if h.in_group("frontend"):
+        roles.append("front-end (login) node")
+    if h.in_group("slurm_controller"):
+        roles.append("Slurm controller")
+    if h.in_group("ceph"):
+        roles.append("storage node")
+    if h.hardware and h.hardware.gpu:
+        g = h.hardware.gpu
+        roles.append(f"GPU compute node ({g.count}x {g.model.upper()} {g.memory_gb} GB)")
+    return ", ".join(roles) or "node"
+
+
+def render_motd(cluster: Cluster, host: str | None = None) -> str:
+    """A short MOTD naming the cluster and what this node is; the front-end role replaces it with the
+    policy banner."""
+    what = node_role(cluster, host) if host else "node"
+    return f"{cluster.name}: {host or ''} -- {what}\nManaged by ailab-iac; local changes are overwritten.\n"
