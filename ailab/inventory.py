@@ -39,16 +39,12 @@ def read_inventory(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], 
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=[str(source)])
     variables = VariableManager(loader=loader, inventory=inventory)
-    groups = {
-        name: sorted(h.name for h in group.get_hosts()) for name, group in inventory.groups.items()
-    }
+    groups = {name: sorted(h.name for h in group.get_hosts()) for name, group in inventory.groups.items()}
     hostvars: dict[str, dict[str, Any]] = {}
     for host in inventory.get_hosts():
         hv = variables.get_vars(host=host, include_hostvars=False)
         templar = Templar(loader=loader, variables=hv)
-        hostvars[host.name] = {
-            key: _plain(templar.template(hv[key])) for key in MODEL_VARS if key in hv
-        }
+        hostvars[host.name] = {key: _plain(templar.template(hv[key])) for key in MODEL_VARS if key in hv}
     return groups, hostvars
 
 
@@ -121,7 +117,8 @@ def check_files(path: str | os.PathLike[str]) -> list[Problem]:
                 Problem(
                     f"{rel}:{line}",
                     key,
-                    f"duplicate host or key: {key!r} appears twice in one mapping; Ansible keeps only the last",
+                    f"duplicate host or key: {key!r} appears twice in one mapping; "
+                    "Ansible keeps only the last",
                     "list it once and merge its settings",
                 )
             )

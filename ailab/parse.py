@@ -315,7 +315,9 @@ def parse_users(raw: Any, problems: list[Problem]) -> dict[str, User]:
     if raw is None:
         return users
     if not isinstance(raw, list):
-        problems.append(Problem("group_vars/all", "ailab_users", "must be a list", "write one entry per user"))
+        problems.append(
+            Problem("group_vars/all", "ailab_users", "must be a list", "write one entry per user")
+        )
         return users
     fields = (
         "name",
@@ -393,9 +395,7 @@ def parse_partitions(
         nodes: set[str] = set()
         for group in node_groups:
             if group not in groups:
-                r.problem(
-                    "node_groups", f"group {group!r} is not in the inventory", "name an existing group"
-                )
+                r.problem("node_groups", f"group {group!r} is not in the inventory", "name an existing group")
             nodes.update(groups.get(group, ()))
         partitions.append(
             Partition(

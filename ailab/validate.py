@@ -262,9 +262,7 @@ def check_partitions(cluster: Cluster) -> list[Problem]:
     for p in cluster.partitions:
         where = f"partition {p.name}"
         if not p.nodes:
-            out.append(
-                Problem(where, "node_groups", "has no nodes", "list a group with compute nodes in it")
-            )
+            out.append(Problem(where, "node_groups", "has no nodes", "list a group with compute nodes in it"))
         for name in p.nodes:
             if name in cluster.hosts and not cluster.hosts[name].in_group(GROUP_COMPUTE):
                 out.append(
@@ -439,7 +437,9 @@ def check_storage(cluster: Cluster) -> list[Problem]:
     where = "group_vars/all"
     if ceph.client not in ("kernel", "fuse"):
         out.append(
-            Problem(where, "ailab_ceph.client", f"{ceph.client!r} is not a CephFS client", "use kernel or fuse")
+            Problem(
+                where, "ailab_ceph.client", f"{ceph.client!r} is not a CephFS client", "use kernel or fuse"
+            )
         )
     for key, path in (("home_root", ceph.home_root), ("datasets_path", ceph.datasets_path)):
         if path is not None and not path.startswith("/"):

@@ -1,8 +1,8 @@
 """Filters that expose the typed cluster model (the `ailab` Python package) to roles and templates.
 
-    {{ hostvars | ailab_model(groups) }}          the whole model as plain data
-    {{ hostvars | ailab_problems(groups) }}       list of problem lines (empty when the inventory is good)
-    {{ hostvars | ailab_render(groups, 'slurm.conf') }}   a file rendered by a pure Python function
+{{ hostvars | ailab_model(groups) }}          the whole model as plain data
+{{ hostvars | ailab_problems(groups) }}       list of problem lines (empty when the inventory is good)
+{{ hostvars | ailab_render(groups, 'slurm.conf') }}   a file rendered by a pure Python function
 """
 
 from __future__ import annotations
