@@ -125,7 +125,9 @@ class Reader:
         if isinstance(value, int):
             # YAML 1.1 reads an unquoted 12:00:00 as the sexagesimal number 43200.
             self.problem(
-                key, f"{value!r} was read as a number", f'quote it as a string, e.g. {key}: "12:00:00"'
+                key,
+                f"{value!r} was read as a number",
+                f'quote it as an HH:MM:SS string, e.g. {key}: "12:00:00"',
             )
             return default
         from ailab.model import parse_duration
