@@ -57,10 +57,32 @@ def register_inventory(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(func=cmd_inventory_check)
 
 
+def cmd_converge(args: argparse.Namespace) -> int:
+    from ailab.inventory import load_cluster
+    from ailab.playbook import run_playbook
+
+    load_cluster(args.inventory)  # bad input stops here, before any node is touched
+    print(f"converge: ansible-playbook -i {args.inventory} {args.playbook} (progress below)", flush=True)
+    result = run_playbook(args.inventory, args.playbook, args.ansible_args)
+    print(f"converge: {result.summary()}; log: {result.log}")
+    if not result.ok:
+        print("\n".join(result.output.splitlines()[-40:]), file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def register_converge(sub: argparse._SubParsersAction) -> None:
+    conv = sub.add_parser("converge", help="check the inventory, then run a playbook (default site.yml)")
+    add_inventory_arg(conv)
+    conv.add_argument("--playbook", default="site.yml")
+    conv.add_argument("ansible_args", nargs=argparse.REMAINDER, help="extra ansible-playbook arguments")
+    conv.set_defaults(func=cmd_converge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ailab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     register_inventory(sub)
+    register_converge(sub)
     # Areas that depend on optional pieces register themselves if importable.
     from ailab import registry
 

@@ -1,0 +1,84 @@
+"""Issue 2: the first converge works on the simulator, the second changes nothing, nodes look right."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import testinfra
+
+from ailab.render import render_hosts
+from tests.integration.conftest import INVENTORY
+
+
+def test_second_converge_changes_nothing(converge_runs):
+    first, second = converge_runs
+    assert first.changed > 0, "the first converge of a fresh cluster must change something"
+    assert second.changed == 0, f"second site.yml run changed: {second.changed_tasks}"
+    assert set(second.recap) == set(first.recap)
+
+
+@pytest.fixture(scope="module")
+def hosts(sim):
+    return {name: testinfra.get_host(f"docker://{sim.container(name)}") for name in sim.cluster.hosts}
+
+
+def test_every_node_knows_every_other_by_name(sim, hosts):
+    expected = render_hosts(sim.cluster)
+    for name, host in hosts.items():
+        etc_hosts = host.file("/etc/hosts").content_string
+        assert expected in etc_hosts, name
+        assert host.check_output("hostname") == name
+    # Names resolve across the simulator network: the front-end reaches a compute node by name.
+    fe = sim.cluster.frontends[0].name
+    node = sim.cluster.compute[0]
+    out = sim.exec(fe, f"getent hosts {node.name}").stdout
+    assert out.split()[0] == node.address
+
+
+def test_time_zone_and_base_packages(sim, hosts):
+    for host in hosts.values():
+        assert host.file("/etc/localtime").linked_to == f"/usr/share/zoneinfo/{sim.cluster.timezone}"
+        for package in ("rsync", "tzdata", "sudo", "python3-apt"):
+            assert host.package(package).is_installed, package
+
+
+def test_no_network_time_sync_in_simulator(hosts):
+    for host in hosts.values():
+        assert not host.service("chrony").is_running
+        assert not host.service("systemd-timesyncd").is_running
+
+
+def test_motd_names_the_node_role(sim, hosts):
+    node = sim.cluster.compute[0]
+    motd = hosts[node.name].file("/etc/motd").content_string
+    assert f"GPU compute node ({node.hardware.gpu.count}x {node.hardware.gpu.model.upper()}" in motd
+
+
+def test_fake_gpus_match_the_inventory(sim, hosts):
+    for node in sim.cluster.compute:
+        gpu = node.hardware.gpu
+        host = hosts[node.name]
+        for index in range(gpu.count):
+            dev = host.file(f"/dev/nvidia{index}")
+            assert dev.is_character_device
+        listed = host.check_output("nvidia-smi -L").splitlines()
+        assert len(listed) == gpu.count, listed
+        names = host.check_output("nvidia-smi --query-gpu=name,memory.total --format=csv,noheader")
+        assert names.count("\n") + 1 == gpu.count
+
+
+def test_sim_status_json_lists_every_node(sim):
+    out = subprocess.run(
+        [sys.executable, "-m", "ailab.cli", "sim", "status", "--json", "-i", str(INVENTORY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    status = json.loads(out)
+    rows = status if isinstance(status, list) else status.get("nodes", [])
+    by_name = {row["node"]: row for row in rows}
+    assert set(by_name) == set(sim.cluster.hosts)
+    assert all(row["state"] == "running" for row in rows), rows
