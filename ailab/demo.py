@@ -1,0 +1,69 @@
+"""`ailab demo`: log in to the simulated front-end as a student, submit a GPU job, show what it saw.
+
+This is what a newcomer sees at the end of `make up`: the cluster working end to end (accounts, CephFS
+home, Slurm with typed GPUs and the platform rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+
+DEMO_JOB = """#!/bin/bash
+#SBATCH --job-name=ailab-demo
+#SBATCH --gres=gpu:1
+#SBATCH --time=00:05:00
+echo "job $SLURM_JOB_ID as $(id -un) on $(hostname) in partition $SLURM_JOB_PARTITION"
+echo "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
+nvidia-smi -L
+"""
+
+
+def demo_commands(job_dir: str) -> str:
+    """The shell the student runs on the front-end: write the job, submit it, wait, print its output."""
+    quoted = shlex.quote(DEMO_JOB)
+    return (
+        f"set -e; mkdir -p {job_dir}; cd {job_dir}; printf '%s' {quoted} > demo-job.sh; "
+        "id=$(sbatch --parsable --wait demo-job.sh); "
+        'echo "--- sbatch demo-job.sh: job $id finished; its output:"; cat slurm-$id.out; '
+        "echo '--- sacct:'; sacct -j $id -X -n -o JobID,User,Partition,AllocTRES%40,State,Elapsed"
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from simulator.api import Sim
+
+    sim = Sim(args.inventory)
+    cluster = sim.cluster
+    if not cluster.frontends or not cluster.users:
+        print("demo: the inventory needs a front-end and at least one user in ailab_users")
+        return 2
+    frontend = cluster.frontends[0].name
+    user = args.user or sorted(cluster.users)[0]
+    if user not in cluster.users:
+        print(f"demo: --user {user!r} is not in ailab_users; use one of: {', '.join(sorted(cluster.users))}")
+        return 2
+    for line in sim.status_table().splitlines():
+        print(line)
+    print(f"\n--- as {user} on {frontend}: sbatch --gres=gpu:1 --time=00:05:00 demo-job.sh")
+    start = time.monotonic()
+    result = sim.exec(frontend, demo_commands("~/ailab-demo"), user=user, check=False, timeout=300)
+    print(result.stdout, end="")
+    if result.returncode != 0:
+        print(result.stderr, end="")
+        print(
+            f"demo: the job did not run (exit {result.returncode}); see `ailab sim status` and the log above"
+        )
+        return 1
+    print(f"--- done in {time.monotonic() - start:.1f}s")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ailab.cli import add_inventory_arg
+
+    demo = sub.add_parser("demo", help="submit a GPU job as a student on the simulated front-end")
+    add_inventory_arg(demo)
+    demo.add_argument("--user", help="which inventory user submits (default: the first)")
+    demo.set_defaults(func=cmd_demo)
