@@ -1,0 +1,191 @@
+"""``ailab sim ...``: the simulated cluster from the command line.  A thin layer over :mod:`simulator.api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ailab.cli import add_inventory_arg
+from simulator.errors import SimError
+
+
+def _sim(args: argparse.Namespace):
+    from simulator.api import Sim
+
+    return Sim(args.inventory)
+
+
+def _gpus(status) -> str:
+    if not status.gpus:
+        return "-"
+    text = f"{status.gpus}x {status.gpu_model}"
+    if status.failed_gpus:
+        text += " (failed: " + ",".join(str(i) for i in status.failed_gpus) + ")"
+    return text
+
+
+def render_status(statuses: Sequence) -> str:
+    """The ``ailab sim status`` table."""
+    rows = [("NODE", "GROUPS", "STATE", "SYSTEMD", "ADDRESS", "GPUS")]
+    for s in statuses:
+        address = s.address or "-"
+        if s.state not in ("absent",) and not s.connected:
+            address += " (disconnected)"
+        state = s.state if s.in_inventory else f"{s.state} (not in inventory)"
+        rows.append((s.name, ",".join(s.groups) or "-", state, s.systemd or "-", address, _gpus(s)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    sim = _sim(args)
+    result = sim.up(timeout=args.timeout)
+    print(render_status(sim.status()), end="")
+    print(
+        f"up in {result.seconds:.1f}s: {len(result.created)} created, {len(result.started)} started, "
+        f"{len(result.unchanged)} already running; image {result.image}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    result = _sim(args).down()
+    print(
+        f"removed {len(result.containers)} containers, {len(result.networks)} networks, "
+        f"{len(result.volumes)} volumes, {len(result.cgroups_removed)} leftover cgroups"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    statuses = _sim(args).status()
+    if args.json:
+        print(json.dumps([s.as_dict() for s in statuses], indent=2))
+    else:
+        print(render_status(statuses), end="")
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    return _sim(args).exec_interactive(args.node, ["bash", "-l"], user=args.user)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise SimError(
+            "no command given", "ailab sim exec NODE [--user NAME] -- COMMAND [ARGS...]", exit_code=2
+        )
+    return _sim(args).exec_interactive(args.node, cmd, user=args.user)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    _sim(args).stop(args.node)
+    print(f"{args.node}: stopped")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    _sim(args).start(args.node, timeout=args.timeout)
+    print(f"{args.node}: running")
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    changed = _sim(args).disconnect(args.node)
+    print(f"{args.node}: {'disconnected' if changed else 'was already disconnected'}")
+    return 0
+
+
+def cmd_reconnect(args: argparse.Namespace) -> int:
+    changed = _sim(args).reconnect(args.node)
+    print(f"{args.node}: {'reconnected' if changed else 'was already connected'}")
+    return 0
+
+
+def cmd_gpu_fail(args: argparse.Namespace) -> int:
+    _sim(args).gpu_fail(args.node, args.index)
+    print(f"{args.node}: GPU {args.index} failed (nvidia-smi no longer lists it and exits 15)")
+    return 0
+
+
+def cmd_gpu_restore(args: argparse.Namespace) -> int:
+    _sim(args).gpu_restore(args.node, args.index)
+    print(f"{args.node}: GPU {args.index} restored")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from simulator.docker import Docker
+    from simulator.images import ensure_images
+    from simulator.progress import Progress
+
+    print(ensure_images(Docker(), Progress()))
+    return 0
+
+
+def _guard(func):
+    """SimError -> a clear message on stderr and its exit code (InventoryError is handled by ailab.cli)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except SimError as exc:
+            print(f"ailab sim: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+
+    return handler
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"GPU index must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"GPU index must be 0 or more, not {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sim = sub.add_parser("sim", help="the simulated cluster: systemd containers on this machine")
+    cmds = sim.add_subparsers(dest="sim_cmd", required=True)
+
+    def command(name: str, func, help: str, node: bool = False) -> argparse.ArgumentParser:
+        parser = cmds.add_parser(name, help=help, description=help)
+        add_inventory_arg(parser)
+        if node:
+            parser.add_argument("node", help="host name from the inventory, e.g. fe01")
+        parser.set_defaults(func=_guard(func))
+        return parser
+
+    up = command(
+        "up", cmd_up, "build images if needed, create/start every host's container, wait for systemd"
+    )
+    up.add_argument("--timeout", type=float, default=300, help="seconds to wait for systemd (default 300)")
+    command("down", cmd_down, "remove the containers, network, volumes and host cgroups of this cluster")
+    status = command("status", cmd_status, "one line per host: state, systemd, address, GPUs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    build = cmds.add_parser("build", help="build the images (content-hashed; a no-op when up to date)")
+    build.set_defaults(func=_guard(cmd_build))
+    shell = command("shell", cmd_shell, "a login shell in a host", node=True)
+    shell.add_argument("--user", "-u", help="run as this user (default root)")
+    exe = command("exec", cmd_exec, "run a command in a host; its exit status is passed through", node=True)
+    exe.add_argument("--user", "-u", help="run as this user (default root)")
+    exe.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    command("stop", cmd_stop, "stop a host (systemd shuts down cleanly)", node=True)
+    start = command("start", cmd_start, "start a stopped host and wait for systemd", node=True)
+    start.add_argument("--timeout", type=float, default=300)
+    command("disconnect", cmd_disconnect, "take a host off the cluster network", node=True)
+    command("reconnect", cmd_reconnect, "put a host back on the network with its address", node=True)
+    fail = command("gpu-fail", cmd_gpu_fail, "make a GPU fall off the bus (nvidia-smi reports it)", node=True)
+    fail.add_argument("index", type=_index, help="GPU index (minor number), 0 .. count-1")
+    restore = command("gpu-restore", cmd_gpu_restore, "undo gpu-fail", node=True)
+    restore.add_argument("index", type=_index, help="GPU index (minor number), 0 .. count-1")
