@@ -45,7 +45,9 @@ class NodeStatus:
     image: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON form (``ailab sim status --json``): the host name is under ``node``."""
+        data = asdict(self)
+        return {"node": data.pop("name"), **data}
 
 
 @dataclass
