@@ -14,6 +14,9 @@ from ailab.model import Cluster
 RENDERERS: dict[str, str] = {
     "hosts": "ailab.render:render_hosts",
     "motd": "ailab.render:render_motd",
+    "policy.json": "ailab.frontend:render_policy_json",
+    "user-slice.conf": "ailab.frontend:render_user_slice",
+    "banner": "ailab.frontend:render_banner",
 }
 
 
