@@ -32,6 +32,8 @@ def leftover_roots(root: Path, nodes: Iterable[str]) -> list[Path]:
     except OSError:
         return []
     for controller in controllers:
+        if controller.is_symlink():  # e.g. cpu -> cpu,cpuacct: the real directory is listed too
+            continue
         for name in sorted(names):
             candidate = controller / name
             if not candidate.is_dir():

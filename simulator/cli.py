@@ -75,15 +75,30 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return _sim(args).exec_interactive(args.node, ["bash", "-l"], user=args.user)
 
 
+def split_exec_args(rest: Sequence[str], user: str | None = None) -> tuple[str | None, list[str]]:
+    """(user, command) from what follows NODE: ``[--user NAME] [--] COMMAND [ARGS...]``.  (argparse hands
+    over everything after NODE, options included, so ``--user`` may come before or after NODE.)"""
+    words = list(rest)
+    while words:
+        word = words[0]
+        if word == "--":
+            return user, words[1:]
+        if word in ("--user", "-u") and len(words) > 1:
+            user, words = words[1], words[2:]
+        elif word.startswith("--user="):
+            user, words = word.partition("=")[2], words[1:]
+        else:
+            break
+    return user, words
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
-    cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
+    user, cmd = split_exec_args(args.cmd, args.user)
     if not cmd:
         raise SimError(
             "no command given", "ailab sim exec NODE [--user NAME] -- COMMAND [ARGS...]", exit_code=2
         )
-    return _sim(args).exec_interactive(args.node, cmd, user=args.user)
+    return _sim(args).exec_interactive(args.node, cmd, user=user)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -179,7 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     shell.add_argument("--user", "-u", help="run as this user (default root)")
     exe = command("exec", cmd_exec, "run a command in a host; its exit status is passed through", node=True)
     exe.add_argument("--user", "-u", help="run as this user (default root)")
-    exe.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    exe.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
     command("stop", cmd_stop, "stop a host (systemd shuts down cleanly)", node=True)
     start = command("start", cmd_start, "start a stopped host and wait for systemd", node=True)
     start.add_argument("--timeout", type=float, default=300)

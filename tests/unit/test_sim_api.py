@@ -1,0 +1,178 @@
+"""The Sim API's checks happen before Docker is touched; its calls are the ones the plan says.  A fake
+Docker records every command instead of running it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ailab.inventory import load_cluster
+from simulator.api import ExecError, Sim
+from simulator.docker import Docker
+from simulator.errors import SimError
+from simulator.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeDocker(Docker):
+    """Answers ``docker`` commands from a table of running containers; records every call."""
+
+    def __init__(self, running: dict[str, dict] | None = None):
+        super().__init__("docker")
+        self.calls: list[list[str]] = []
+        self.containers = running or {}
+        self.exec_result = subprocess.CompletedProcess([], 0, "", "")
+
+    def ensure_available(self) -> str:
+        return "fake"
+
+    def _run(self, args, *, check=True, input=None, timeout=120.0, capture=True):
+        args = list(args)
+        self.calls.append(args)
+        out, code = "", 0
+        if args[:2] == ["container", "inspect"]:
+            out = json.dumps([self.containers[n] for n in args[2:] if n in self.containers])
+        elif args[:1] == ["exec"]:
+            if "getent" in args:
+                user = args[-1]
+                out = f"{user}:x:200001:200001::/home/{user}:/bin/bash\n"
+            elif args[-1] == "is-system-running":
+                out = "running\n"
+            else:
+                return subprocess.CompletedProcess(args, self.exec_result.returncode, *self._exec_output())
+        elif args[:1] == ["ps"]:
+            out = ""
+        return subprocess.CompletedProcess(args, code, out, "")
+
+    def _exec_output(self):
+        return self.exec_result.stdout, self.exec_result.stderr
+
+
+def container(name: str, host: str, state: str = "running", prefix: str = "ailab", network="ailab-sim"):
+    return {
+        "Name": f"/{name}",
+        "State": {"Status": state},
+        "Config": {"Labels": {"ailab.sim.prefix": prefix, "ailab.sim.host": host}, "Image": "img"},
+        "NetworkSettings": {"Networks": {network: {}} if network else {}},
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return load_cluster(ROOT / "inventory" / "sim")[0]
+
+
+def make_sim(cluster, running=None) -> tuple[Sim, FakeDocker]:
+    docker = FakeDocker(running)
+    return Sim("inventory/sim", docker=docker, progress=Progress(io.StringIO()), cluster=cluster), docker
+
+
+def all_running(cluster):
+    return {f"ailab-{h}": container(f"ailab-{h}", h) for h in cluster.hosts}
+
+
+def test_unknown_node_fails_before_docker(cluster):
+    sim, docker = make_sim(cluster)
+    for call in (sim.stop, sim.start, sim.disconnect, sim.reconnect, sim.container):
+        with pytest.raises(SimError) as err:
+            call("nope")
+        assert "unknown node 'nope'" in str(err.value) and "fe01" in err.value.fix
+    with pytest.raises(SimError):
+        sim.exec("nope", "true")
+    assert docker.calls == []
+
+
+def test_gpu_index_is_checked_before_docker(cluster):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    with pytest.raises(SimError, match="out of range"):
+        sim.gpu_fail("t4-01", 2)
+    with pytest.raises(SimError, match="has no GPUs"):
+        sim.gpu_fail("fe01", 0)
+    with pytest.raises(SimError, match="out of range"):
+        sim.gpu_restore("t4-01", -1)
+    assert docker.calls == []
+    sim.gpu_fail("t4-01", 1)
+    assert docker.calls[-1][:2] == ["exec", "ailab-t4-01"]
+    assert "/var/lib/ailab-sim/failed/1" in docker.calls[-1][-1]
+
+
+def test_gpu_fail_needs_a_running_container(cluster):
+    running = all_running(cluster)
+    running["ailab-t4-01"]["State"]["Status"] = "exited"
+    sim, _ = make_sim(cluster, running)
+    with pytest.raises(SimError) as err:
+        sim.gpu_fail("t4-01", 0)
+    assert "exited" in str(err.value) and err.value.fix == "ailab sim start t4-01"
+
+
+def test_no_docker_engine_is_a_clear_error(cluster):
+    sim = Sim("inventory/sim", docker=Docker("no-such-docker-binary"), cluster=cluster)
+    with pytest.raises(SimError) as err:
+        sim.up()
+    assert "not installed" in str(err.value) and "ensure-docker.sh" in err.value.fix
+
+
+def test_exec_str_runs_via_login_bash_and_checks(cluster):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    docker.exec_result = subprocess.CompletedProcess([], 0, "hi\n", "")
+    result = sim.exec("fe01", "echo hi")
+    assert result.stdout == "hi\n"
+    assert docker.calls[-1] == ["exec", "ailab-fe01", "bash", "-lc", "echo hi"]
+    sim.exec("fe01", ["id", "-u"], input="x")
+    assert docker.calls[-1] == ["exec", "-i", "ailab-fe01", "id", "-u"]
+    docker.exec_result = subprocess.CompletedProcess([], 3, "", "boom\n")
+    with pytest.raises(ExecError) as err:
+        sim.exec("fe01", "false")
+    assert err.value.returncode == 3 and "boom" in str(err.value)
+    assert isinstance(err.value, subprocess.CalledProcessError)
+    assert sim.exec("fe01", "false", check=False).returncode == 3
+
+
+def test_exec_as_user_starts_in_their_home(cluster):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    sim.exec("fe01", "pwd", user="student1")
+    last = docker.calls[-1]
+    assert last[last.index("-u") + 1] == "student1"
+    assert last[last.index("-w") + 1] == "/home/student1"
+    assert "HOME=/home/student1" in last
+
+
+def test_status_marks_missing_containers_absent(cluster):
+    running = all_running(cluster)
+    del running["ailab-stor01"]
+    running["ailab-ctl01"]["NetworkSettings"]["Networks"] = {}
+    sim, _ = make_sim(cluster, running)
+    by_name = {s.name: s for s in sim.status()}
+    assert set(by_name) == set(cluster.hosts)
+    assert by_name["stor01"].state == "absent"
+    assert by_name["fe01"].state == "running" and by_name["fe01"].connected
+    assert not by_name["ctl01"].connected
+    assert by_name["t4-01"].gpus == 2 and by_name["t4-01"].gpu_model == "t4"
+    assert by_name["fe01"].as_dict()["node"] == "fe01"
+
+
+def test_a_foreign_container_with_our_name_is_never_touched(cluster):
+    running = all_running(cluster)
+    running["ailab-fe01"] = container("ailab-fe01", "fe01", prefix="someone-else")
+    sim, docker = make_sim(cluster, running)
+    with pytest.raises(SimError, match="not created by the simulator"):
+        sim.up()
+    assert not [c for c in docker.calls if c[0] in ("create", "start", "rm", "network")]
+    with pytest.raises(SimError, match="not created by the simulator"):
+        sim.stop("fe01")
+
+
+def test_reconnect_only_when_disconnected(cluster):
+    running = all_running(cluster)
+    sim, docker = make_sim(cluster, running)
+    assert sim.reconnect("ctl01") is False
+    assert sim.disconnect("ctl01") is True
+    assert docker.calls[-1] == ["network", "disconnect", "ailab-sim", "ailab-ctl01"]
+    running["ailab-ctl01"]["NetworkSettings"]["Networks"] = {}
+    assert sim.reconnect("ctl01") is True
+    assert docker.calls[-1][:2] == ["network", "connect"]
