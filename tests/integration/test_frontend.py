@@ -1,0 +1,230 @@
+"""Issue 5: the front-end and student accounts, acting as students logging in over SSH."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import INVENTORY, ROOT, explain
+
+KEYS = ROOT / "simulator" / "keys"
+SSH_OPTS = [
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "ConnectTimeout=10",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def keydir(tmp_path_factory) -> Path:
+    """The simulator's test keys with the 0600 mode ssh insists on (git does not keep modes)."""
+    out = tmp_path_factory.mktemp("keys")
+    for key in KEYS.iterdir():
+        if key.suffix == "" and key.name != "README":
+            shutil.copy(key, out / key.name)
+            (out / key.name).chmod(0o600)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fe(sim):
+    return sim.cluster.frontends[0]
+
+
+def ssh(keydir: Path, user: str, address: str, command: str, *extra: str, key: str | None = None):
+    return subprocess.run(
+        ["ssh", *SSH_OPTS, "-i", str(keydir / (key or user)), *extra, f"{user}@{address}", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_student_logs_in_with_key_and_sees_the_rules(sim, fe, keydir):
+    result = ssh(keydir, "student1", fe.address, "id -un", "-tt")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "student1" in out
+    # The login message (pam_motd) states the rules, the next deletion date and the time limit.
+    assert "only classification levels 0 (public) and 1 (internal)" in out
+    assert re.search(r"deleted on 01 August \d{4} \(in \d+ days\)", out), out
+    assert "Jobs run at most 12:00:00" in out
+    # The pre-authentication banner (sshd Banner) arrives on stderr.
+    assert "By logging in you accept the usage rules" in result.stderr
+
+
+def test_root_login_is_refused_even_with_an_authorized_key(sim, fe, keydir):
+    pub = (KEYS / "admin1.pub").read_text().strip()
+    sim.exec(fe.name, f"install -d -m 700 /root/.ssh && echo '{pub}' > /root/.ssh/authorized_keys")
+    try:
+        result = ssh(keydir, "root", fe.address, "true", key="admin1")
+        assert result.returncode == 255
+        assert "Permission denied" in result.stderr
+    finally:
+        sim.exec(fe.name, "rm -f /root/.ssh/authorized_keys")
+
+
+def test_password_login_is_not_offered(sim, fe, keydir):
+    sim.exec(fe.name, "echo 'student2:correct horse battery' | chpasswd")
+    try:
+        result = subprocess.run(
+            [
+                "ssh", *SSH_OPTS,
+                "-o", "PubkeyAuthentication=no",
+                "-o", "PreferredAuthentications=password,keyboard-interactive",
+                f"student2@{fe.address}", "true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 255
+        methods = re.search(r"Permission denied \(([^)]*)\)", result.stderr)
+        assert methods, result.stderr
+        assert "password" not in methods.group(1) and "keyboard-interactive" not in methods.group(1)
+    finally:
+        sim.exec(fe.name, "passwd -d student2 >/dev/null && passwd -l student2 >/dev/null")
+
+
+def test_uid_and_gid_are_the_same_on_every_node(sim):
+    for user in sim.cluster.users.values():
+        for node in sim.cluster.hosts:
+            out = sim.exec(node, f"getent passwd {user.name}").stdout.strip().split(":")
+            assert (int(out[2]), int(out[3])) == (user.uid, user.gid), (node, user.name, out)
+            assert out[5] == f"{sim.cluster.ceph.home_root}/{user.name}"
+
+
+def test_frontend_runs_no_slurmd(sim, fe):
+    result = sim.exec(fe.name, "systemctl is-active slurmd", check=False)
+    assert result.stdout.strip() != "active"
+
+
+def slice_cpu_ns(sim, node: str, uid: int) -> int:
+    out = sim.exec(node, f"systemctl show user-{uid}.slice -p CPUUsageNSec --value").stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def test_cpu_burner_on_the_frontend_is_held_near_the_quota(sim, fe, keydir):
+    """Two busy loops (200% of this machine's 2 cores if unconstrained) in one student's session."""
+    user = sim.cluster.users["student2"]
+    quota = sim.cluster.policy.login_limits.cpu_quota_percent
+    seconds = 8
+    burn = f"for i in 1 2; do timeout {seconds} sh -c 'while :; do :; done' & done; wait"
+    # The slice exists once the user has a session; measure across the burn only.
+    proc = subprocess.Popen(
+        ["ssh", *SSH_OPTS, "-i", str(keydir / "student2"), f"student2@{fe.address}", f"sleep 2; {burn}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(2.5)
+        before, t0 = slice_cpu_ns(sim, fe.name, user.uid), time.monotonic()
+        time.sleep(seconds - 2)
+        after, t1 = slice_cpu_ns(sim, fe.name, user.uid), time.monotonic()
+    finally:
+        proc.wait(timeout=60)
+    used_percent = (after - before) / 1e9 / (t1 - t0) * 100
+    print(f"student2's slice used {used_percent:.0f}% CPU with a {quota}% quota (2 busy loops)")
+    assert used_percent > quota * 0.5, "the burners did not run in the user's slice"
+    assert used_percent < quota * 1.3, f"{used_percent:.0f}% CPU is well above the {quota}% quota"
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def user_key_in_home(sim, fe: str, user: str) -> None:
+    """What a student does once: a key pair in the (shared) home to hop to compute nodes."""
+    sim.exec(
+        fe,
+        "test -f ~/.ssh/id_ed25519 || (mkdir -p -m 700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519"
+        " && cat ~/.ssh/id_ed25519.pub >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys)",
+        user=user,
+    )
+
+
+def hop(sim, fe: str, user: str, node: str, command: str = "cat /proc/self/cgroup"):
+    return sim.exec(
+        fe,
+        f"ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes {node} '{command}'",
+        user=user,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_compute_node_login_only_while_a_job_runs_there(sim, fe):
+    node = sim.cluster.compute[0].name
+    user_key_in_home(sim, fe.name, "student1")
+    denied = hop(sim, fe.name, "student1", node)
+    assert denied.returncode != 0
+    assert "Access denied by pam_slurm_adopt" in denied.stdout + denied.stderr
+    job = sim.exec(
+        fe.name,
+        f"sbatch --parsable --gres=gpu:1 --time=00:05:00 -w {node} --wrap 'sleep 300'",
+        user="student1",
+    ).stdout.strip()
+    try:
+        wait_for(
+            lambda: sim.exec(fe.name, f"squeue -h -j {job} -o %T", check=False).stdout.strip() == "RUNNING",
+            120,
+            what=f"job {job} to run",
+        )
+        allowed = hop(sim, fe.name, "student1", node)
+        assert allowed.returncode == 0, allowed.stderr
+        assert f"job_{job}" in allowed.stdout, "the SSH session was not adopted into the job's cgroup"
+    finally:
+        sim.exec(fe.name, f"scancel {job}", check=False)
+
+
+def test_admin_always_gets_into_compute_nodes(sim, fe):
+    node = sim.cluster.compute[-1].name
+    admin = next(u.name for u in sim.cluster.users.values() if u.admin)
+    user_key_in_home(sim, fe.name, admin)
+    result = hop(sim, fe.name, admin, node, "id -un")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == admin
+
+
+def inventory_without(user: str, dest: Path) -> Path:
+    shutil.copytree(INVENTORY, dest)
+    users_file = dest / "group_vars" / "all" / "users.yml"
+    data = yaml.safe_load(users_file.read_text())
+    data["ailab_users"] = [u for u in data["ailab_users"] if u["name"] != user]
+    users_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def test_removed_user_is_locked_out_and_keeps_files(sim, fe, keydir, converge, tmp_path):
+    user = "student3"
+    marker = f"{sim.cluster.ceph.home_root}/{user}/keep-me.txt"
+    sim.exec(fe.name, f"echo 'thesis draft' > {marker}", user=user)
+    assert ssh(keydir, user, fe.address, "true").returncode == 0
+    reduced = inventory_without(user, tmp_path / "inventory")
+    try:
+        result = converge("site.yml", inventory=reduced)
+        assert result.ok, explain(result)
+        denied = ssh(keydir, user, fe.address, "true")
+        assert denied.returncode == 255, denied.stdout
+        assert sim.exec(fe.name, f"cat {marker}").stdout.strip() == "thesis draft"
+        for node in sim.cluster.hosts:
+            expiry = sim.exec(node, f"getent shadow {user}").stdout.split(":")[7]
+            assert expiry == "1", (node, expiry)
+    finally:
+        restored = converge("site.yml")
+        assert restored.ok, explain(restored)
+    assert ssh(keydir, user, fe.address, "true").returncode == 0
+    sim.exec(fe.name, f"rm -f {marker}")
