@@ -150,7 +150,8 @@ def user_key_in_home(sim, fe: str, user: str) -> None:
     """What a student does once: a key pair in the (shared) home to hop to compute nodes."""
     sim.exec(
         fe,
-        "test -f ~/.ssh/id_ed25519 || (mkdir -p -m 700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519"
+        "test -f ~/.ssh/id_ed25519 || (mkdir -p -m 700 ~/.ssh"
+        " && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519"
         " && cat ~/.ssh/id_ed25519.pub >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys)",
         user=user,
     )
@@ -159,7 +160,8 @@ def user_key_in_home(sim, fe: str, user: str) -> None:
 def hop(sim, fe: str, user: str, node: str, command: str = "cat /proc/self/cgroup"):
     return sim.exec(
         fe,
-        f"ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes {node} '{command}'",
+        "ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "
+        f"{node} '{command}'",
         user=user,
         check=False,
         timeout=60,
