@@ -44,8 +44,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if user not in cluster.users:
         print(f"demo: --user {user!r} is not in ailab_users; use one of: {', '.join(sorted(cluster.users))}")
         return 2
-    for line in sim.status_table().splitlines():
-        print(line)
+    from simulator.cli import render_status
+
+    print(render_status(sim.status()))
     print(f"\n--- as {user} on {frontend}: sbatch --gres=gpu:1 --time=00:05:00 demo-job.sh")
     start = time.monotonic()
     result = sim.exec(frontend, demo_commands("~/ailab-demo"), user=user, check=False, timeout=300)
