@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ailab.model import Cluster, Host
-from simulator import cgroups, images, plan
+from simulator import cgroups, hostcheck, images, plan
 from simulator.docker import Docker
 from simulator.errors import SimError
 from simulator.nodeconfig import FAILED_DIR, config_tar, gpu_count, node_config
@@ -203,6 +203,7 @@ class Sim:
         network_exists = self._check_network()
 
         image = images.ensure_images(self.docker, self.progress)
+        hostcheck.ensure_limits(self.progress)
         result = UpResult(image=image)
         if not network_exists:
             self.docker.run(plan.network_create_args(self.cluster))
@@ -313,7 +314,7 @@ class Sim:
                 result.warnings.append(f"volume {volume} kept: {removed.stderr.strip()}")
         # A node name another prefix's cluster also uses: its slurmd may use the same host cgroup.
         shared = self._names_used_elsewhere(node_names)
-        for name in sorted(shared):
+        for name in sorted(n for n in shared if cgroups.leftover_roots(cgroups.CGROUP_ROOT, [n])):
             result.warnings.append(
                 f"cgroups slurm_{name} kept: a container of another simulated cluster has host name {name}"
             )
@@ -460,6 +461,7 @@ class Sim:
         if state == "absent":
             raise SimError(f"node {node!r} has no container", "ailab sim up")
         if state != "running":
+            hostcheck.ensure_limits(self.progress)
             self.docker.run(["start", self.container(node)])
         self.wait_ready([node], timeout=timeout)
 

@@ -106,6 +106,7 @@ class ImagePlan:
     node_tag: str
     base_packages: tuple[str, ...]
     sources: tuple[Path, ...]
+    context: Path = IMAGE_DIR  # the docker build context (simulator/image)
 
 
 def image_plan(directory: Path = IMAGE_DIR, root: Path = Path("/")) -> ImagePlan:
@@ -115,7 +116,7 @@ def image_plan(directory: Path = IMAGE_DIR, root: Path = Path("/")) -> ImagePlan
     base_inputs += [(f"source:{s.name}", s.read_bytes()) for s in sources]
     base_tag = f"{BASE_REPO}:{digest(base_inputs)}"
     node_tag = f"{NODE_REPO}:{digest([('base', base_tag.encode()), *context_files(directory)])}"
-    return ImagePlan(base_tag, node_tag, packages, sources)
+    return ImagePlan(base_tag, node_tag, packages, sources, directory)
 
 
 def cache_dir() -> Path:
@@ -165,7 +166,7 @@ def ensure_images(docker: Docker, progress: Progress, plan: ImagePlan | None = N
                             "--build-arg", f"BASE={plan.base_tag}",
                             "--label", f"{LABEL_IMAGE}=node",
                             "-t", plan.node_tag,
-                            str(IMAGE_DIR),
+                            str(plan.context),
                         ]
                     ],
                     log,
