@@ -1,0 +1,794 @@
+"""Rule 1, the yearly data deletion: every year on 1 August all data and user accounts are removed; users get
+e-mail notices 2 months, 1 month, 14 days and 2 days before; users with an approved extension are kept.
+
+Runs on the front-end as ``ailab-retention`` (role ``retention``: a daily systemd timer), reading
+/etc/ailab/ops.json (rendered from the inventory) and keeping its state in /var/lib/ailab/retention.json.
+Standard library only, besides :mod:`ailab.model` and :mod:`ailab.notices` which are copied with it.
+
+The operator's rules this tool implements (each is unit-tested):
+
+- **Cycles.**  Cycle ``Y`` is the deletion on 1 August ``Y`` (``ailab_policy.deletion``) and its notices.
+  Notices are sent for the next deletion on or after today, never on or after the deletion day.
+- **Each notice once per user per cycle.**  Missed days (timer not run, user added late): only the latest
+  due notice is sent, the older ones are recorded as superseded; re-runs send nothing new.
+- **Kept users.**  A user whose ``extension_until`` is after the deletion date, and admin (staff) accounts,
+  get no notice and are not deleted.
+- **Nobody is deleted without notice.**  A user is deleted in cycle ``Y`` only if a notice of cycle ``Y``
+  was sent to them, and not before ``max(deletion date, last notice + shortest lead time)``: a user whose
+  only notice came late (added on 31 July) keeps their data for that lead time; a user never notified before
+  the deletion day belongs to the next cycle.  Missed deletions (front-end down on 1 August) are caught up
+  for ``catch_up_days`` (30); older ones are reported, not carried out, and the user is notified again in
+  the next cycle.
+- **Only what the configuration names, only under the home root.**  Targets are users of ops.json; a home
+  is ``<home_root>/<name>``; a home that is a symbolic link or not a directory, or a mount point inside a
+  home, stops that user's deletion; ``shutil.rmtree`` never follows links.
+- **Manifest first.**  The manifest (JSON lines: every path with owner and bytes, the passwd/group entries
+  and Slurm associations) is written and fsynced before anything is deleted; if it cannot be written
+  nothing is deleted and the run exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ailab.model import DeletionPolicy
+from ailab.notices import (
+    SENT,
+    SUPERSEDED,
+    USERNAME_RE,
+    Mail,
+    Mailer,
+    OpsConfig,
+    Person,
+    ScheduledNotice,
+    Sendmail,
+    StateFile,
+    ToolError,
+    fsync_dir,
+    load_ops_config,
+    parse_now,
+    pick_notice,
+)
+
+DEFAULT_CONFIG = "/etc/ailab/ops.json"
+STATE_VERSION = 1
+EMPTY_STATE: dict[str, Any] = {"version": STATE_VERSION, "cycles": {}}
+
+# Schedule --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    year: int
+    deletion: dt.date
+    notices: tuple[ScheduledNotice, ...]  # key: the offset's label ("2 months"), earliest first
+
+    @property
+    def min_lead_days(self) -> int:
+        """The shortest notice period (2 days by default): every deleted user had at least this long."""
+        return min(((self.deletion - n.date).days for n in self.notices), default=0)
+
+
+def deletion_date(policy: DeletionPolicy, year: int) -> dt.date:
+    return dt.date(year, policy.month, policy.day)
+
+
+def schedule_for(policy: DeletionPolicy, year: int) -> Schedule:
+    deletion = deletion_date(policy, year)
+    notices = sorted(
+        (ScheduledNotice(o.label, o.before(deletion)) for o in policy.notices), key=lambda n: n.date
+    )
+    return Schedule(year, deletion, tuple(notices))
+
+
+def cycle_year(policy: DeletionPolicy, today: dt.date) -> int:
+    """The cycle of the next deletion on or after ``today``."""
+    return today.year if deletion_date(policy, today.year) >= today else today.year + 1
+
+
+def format_schedule(schedule: Schedule, cluster: str = "") -> str:
+    where = f" on {cluster}" if cluster else ""
+    lines = [f"Yearly deletion {schedule.year}{where}: {schedule.deletion:%A %Y-%m-%d}"]
+    for notice in schedule.notices:
+        lines.append(f"  notice {notice.key + ' before':<20} {notice.date:%A %Y-%m-%d}")
+    return "\n".join(lines) + "\n"
+
+
+# Planning (pure) -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeSend:
+    user: Person
+    year: int
+    notice: ScheduledNotice
+    deletion_on: dt.date  # what the notice promises: the deletion date, or later for a late notice
+
+
+@dataclass(frozen=True)
+class Superseded:
+    user: str
+    year: int
+    key: str
+
+
+@dataclass(frozen=True)
+class DeletionDue:
+    user: Person
+    year: int
+    due: dt.date
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    user: str
+    year: int
+    state: str  # kept, notified, waiting, not-notified, expired, deleted, not-in-config, pending
+    detail: str = ""
+
+
+@dataclass
+class Plan:
+    today: dt.date
+    schedule: Schedule  # of the upcoming cycle
+    sends: list[NoticeSend] = field(default_factory=list)
+    superseded: list[Superseded] = field(default_factory=list)
+    deletions: list[DeletionDue] = field(default_factory=list)
+    statuses: list[UserStatus] = field(default_factory=list)
+
+
+def kept_reason(user: Person, deletion: dt.date) -> str | None:
+    """Why ``user`` is not deleted on ``deletion``, or None."""
+    if user.admin:
+        return "admin (staff) account"
+    if user.extension_until is not None and user.extension_until > deletion:
+        return f"extension until {user.extension_until.isoformat()}"
+    return None
+
+
+def deletion_on(schedule: Schedule, last_notice: dt.date) -> dt.date:
+    """The earliest day a notified user may be deleted: the deletion date, pushed back so that the last
+    notice always came at least the shortest lead time before."""
+    return max(schedule.deletion, last_notice + dt.timedelta(days=schedule.min_lead_days))
+
+
+def _sent_dates(notices: Mapping[str, Any]) -> list[dt.date]:
+    return sorted(
+        dt.date.fromisoformat(v["on"])
+        for v in notices.values()
+        if isinstance(v, Mapping) and v.get("status") == SENT
+    )
+
+
+def make_plan(config: OpsConfig, state: Mapping[str, Any], today: dt.date) -> Plan:
+    policy = config.deletion
+    upcoming = schedule_for(policy, cycle_year(policy, today))
+    plan = Plan(today=today, schedule=upcoming)
+    cycles: Mapping[str, Any] = state.get("cycles", {})
+
+    record = cycles.get(str(upcoming.year), {})
+    for user in config.users:
+        reason = kept_reason(user, upcoming.deletion)
+        if reason:
+            plan.statuses.append(UserStatus(user.name, upcoming.year, "kept", reason))
+            continue
+        recorded = record.get("notices", {}).get(user.name, {})
+        decision = pick_notice(upcoming.notices, recorded, today, upcoming.deletion)
+        plan.superseded += [Superseded(user.name, upcoming.year, n.key) for n in decision.superseded]
+        if decision.send is not None:
+            promised = max(upcoming.deletion, today + dt.timedelta(days=upcoming.min_lead_days))
+            plan.sends.append(NoticeSend(user, upcoming.year, decision.send, promised))
+        elif not _sent_dates(recorded):
+            state_name = "not-notified" if today >= upcoming.deletion else "pending"
+            first = upcoming.notices[0].date.isoformat() if upcoming.notices else "-"
+            detail = "belongs to the next cycle" if state_name == "not-notified" else f"first notice {first}"
+            plan.statuses.append(UserStatus(user.name, upcoming.year, state_name, detail))
+        elif today < upcoming.deletion:
+            plan.statuses.append(
+                UserStatus(user.name, upcoming.year, "notified", f"deletion {upcoming.deletion.isoformat()}")
+            )
+
+    for year_key in sorted(cycles, key=int):
+        schedule = schedule_for(policy, int(year_key))
+        if schedule.deletion > today:
+            continue
+        record = cycles[year_key]
+        deleted = record.get("deleted", {})
+        for name, notices in sorted(record.get("notices", {}).items()):
+            sent = _sent_dates(notices)
+            if not sent:
+                continue
+            if name in deleted:
+                if schedule.year == upcoming.year:
+                    plan.statuses.append(
+                        UserStatus(name, schedule.year, "deleted", deleted[name].get("on", ""))
+                    )
+                continue
+            user = config.user(name)
+            if user is None:
+                plan.statuses.append(
+                    UserStatus(
+                        name, schedule.year, "not-in-config", "no longer in the inventory: not deleted"
+                    )
+                )
+                continue
+            reason = kept_reason(user, schedule.deletion)
+            if reason:
+                continue  # reported above for the upcoming cycle
+            due = deletion_on(schedule, sent[-1])
+            if today < due:
+                plan.statuses.append(
+                    UserStatus(name, schedule.year, "waiting", f"deletion on {due.isoformat()}")
+                )
+            elif (today - due).days > config.catch_up_days:
+                plan.statuses.append(
+                    UserStatus(
+                        name,
+                        schedule.year,
+                        "expired",
+                        f"deletion was due {due.isoformat()}, more than {config.catch_up_days} days ago: "
+                        "not carried out; the user is notified again next cycle",
+                    )
+                )
+            else:
+                plan.deletions.append(DeletionDue(user, schedule.year, due))
+    return plan
+
+
+def notice_mail(config: OpsConfig, send: NoticeSend, today: dt.date) -> Mail:
+    days = (send.deletion_on - today).days
+    when = f"{send.deletion_on:%A %-d %B %Y}"
+    lines = [
+        f"Dear {send.user.greeting},",
+        "",
+        f"Every year on {send.deletion_on:%-d %B} all data and user accounts on {config.cluster} are removed "
+        "(usage guideline 1).",
+        f"Your user directory {config.home_root}/{send.user.name} and your account {send.user.name} will be "
+        f"deleted on {when}, in {days} day{'s' if days != 1 else ''}.",
+        "",
+        "Copy every file you want to keep to your own computer before that date.",
+    ]
+    if config.extension_url:
+        lines += [
+            "",
+            "To keep your data and use the platform for another semester, submit an extension request:",
+            f"  {config.extension_url}",
+        ]
+    if config.support_email:
+        lines += ["", f"Questions: {config.support_email}"]
+    lines += ["", f"(Notice '{send.notice.key} before' of the {send.year} deletion.)"]
+    return Mail(
+        to=send.user.email,
+        subject=f"[{config.cluster}] Your data will be deleted on {send.deletion_on:%-d %B %Y}",
+        body="\n".join(lines) + "\n",
+        sender=config.mail_from,
+        reply_to=config.support_email,
+        tag=f"retention {send.year} {send.notice.key}",
+    )
+
+
+# State updates ---------------------------------------------------------------------------------------
+
+
+def _cycle(state: dict[str, Any], year: int) -> dict[str, Any]:
+    cycle = state.setdefault("cycles", {}).setdefault(str(year), {})
+    for key in ("notices", "deleted", "failed"):
+        cycle.setdefault(key, {})
+    return cycle
+
+
+def record_notice(state: dict[str, Any], year: int, user: str, key: str, status: str, on: dt.date) -> None:
+    _cycle(state, year)["notices"].setdefault(user, {})[key] = {"status": status, "on": on.isoformat()}
+
+
+# Homes, manifest and deletion ------------------------------------------------------------------------
+
+
+class HomeError(Exception):
+    """A home or mail spool that is not what the tool may delete; stops that user's deletion."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    uid: int
+    bytes: int  # data bytes of regular files (CephFS reports a directory's recursive size: not counted)
+    kind: str  # file, dir, link, other
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
+def _entry(path: str, st: os.stat_result) -> Entry:
+    kind = _kind(st.st_mode)
+    return Entry(path, st.st_uid, st.st_size if kind == "file" else 0, kind)
+
+
+def checked_home(home_root: Path, name: str) -> Path | None:
+    """``<home_root>/<name>`` if it is a real directory, None if absent; HomeError otherwise.
+    ``home_root`` must already be resolved (realpath)."""
+    if not USERNAME_RE.match(name):
+        raise HomeError(f"{name!r} is not a valid user name; refusing to build a path from it")
+    home = home_root / name
+    try:
+        st = os.lstat(home)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise HomeError(
+            f"{home} is a symbolic link (to {os.readlink(home)}); links are never followed out of "
+            f"{home_root} -- fix: inspect it and remove it by hand"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise HomeError(f"{home} is not a directory -- fix: inspect it and remove it by hand")
+    return home
+
+
+def checked_spool(spool_dir: Path, name: str) -> Path | None:
+    spool = spool_dir / name
+    try:
+        st = os.lstat(spool)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise HomeError(f"mail spool {spool} is not a regular file -- fix: inspect it and remove it by hand")
+    return spool
+
+
+def walk(top: Path) -> Iterator[Entry]:
+    """Every entry under ``top`` (itself first), never following symbolic links or crossing mounts."""
+    st = os.lstat(top)
+    device = st.st_dev
+    yield _entry(str(top), st)
+    stack = [str(top)] if stat.S_ISDIR(st.st_mode) else []
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for item in entries:
+                item_st = item.stat(follow_symlinks=False)
+                yield _entry(item.path, item_st)
+                if stat.S_ISDIR(item_st.st_mode):
+                    if item_st.st_dev != device:
+                        raise HomeError(f"{item.path} is a mount point inside {top}; refusing to cross it")
+                    stack.append(item.path)
+
+
+def remove_home(home_root: Path, home: Path) -> None:
+    """Delete one checked home.  Re-checks right before deleting: still a directory directly under the
+    (resolved) home root, not a link; rmtree must be the symlink-attack-safe implementation."""
+    if home.parent != home_root:
+        raise HomeError(f"{home} is not directly under {home_root}")
+    st = os.lstat(home)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise HomeError(f"{home} changed into something that is not a directory; not deleted")
+    if not shutil.rmtree.avoids_symlink_attacks:
+        raise ToolError("this platform's shutil.rmtree can follow symbolic links; refusing to delete homes")
+    shutil.rmtree(home)
+
+
+class Manifest:
+    """JSON lines, written to a temporary file and only renamed into place once complete and fsynced."""
+
+    def __init__(self, directory: Path, name: str):
+        self.directory = directory
+        self.final = directory / name
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(directory / f".{name}.partial", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise ToolError(
+                f"cannot create the deletion manifest in {directory}: {exc.strerror}; nothing was deleted "
+                "-- fix: make the manifest directory writable (and free space), then run again"
+            ) from None
+        self.partial = directory / f".{name}.partial"
+        self.handle: IO[str] = os.fdopen(fd, "w")
+        self.lines = 0
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.handle.write(json.dumps(record, sort_keys=True) + "\n")
+        self.lines += 1
+
+    def commit(self) -> Path:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.partial, self.final)
+        fsync_dir(self.directory)
+        return self.final
+
+    def abort(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.partial.unlink()
+
+
+class Ops(Protocol):
+    """What deletion needs from the system besides files (Unix accounts, Slurm)."""
+
+    def account(self, name: str) -> dict[str, str] | None: ...
+    def stop(self, user: Person) -> None: ...
+    def associations(self, user: Person) -> list[str]: ...
+    def delete_associations(self, user: Person) -> None: ...
+    def delete_account(self, user: Person) -> None: ...
+
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+class SystemOps:
+    """The real thing on the front-end: usermod/userdel, pkill, scancel/squeue, sacctmgr."""
+
+    def __init__(self, slurm: bool = True, job_wait: float = 120, run: Runner = subprocess.run):
+        self.slurm = slurm
+        self.job_wait = job_wait
+        self._run_fn = run
+
+    def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
+        try:
+            result = self._run_fn(list(argv), capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ToolError(f"{' '.join(argv)}: {exc}") from None
+        if result.returncode not in ok:
+            raise ToolError(f"{' '.join(argv)} exited {result.returncode}: {(result.stderr or '').strip()}")
+        return result
+
+    def account(self, name: str) -> dict[str, str] | None:
+        passwd = self._run(["getent", "passwd", name], ok=(0, 2)).stdout.strip()
+        if not passwd:
+            return None
+        group = self._run(["getent", "group", name], ok=(0, 2)).stdout.strip()
+        return {"passwd": passwd, "group": group}
+
+    def stop(self, user: Person) -> None:
+        """Lock the account, cancel the user's jobs and end their processes on this node."""
+        if self.account(user.name) is not None:
+            self._run(["usermod", "--lock", "--expiredate", "1", user.name])
+        if self.slurm:
+            self._run(["scancel", f"--user={user.uid}"])
+            deadline = time.monotonic() + self.job_wait
+            while self._run(["squeue", "--noheader", f"--user={user.uid}", "--format=%i"]).stdout.strip():
+                if time.monotonic() > deadline:
+                    raise ToolError(f"jobs of {user.name} still run {self.job_wait:.0f}s after scancel")
+                time.sleep(2)
+        self._run(["pkill", "--signal", "KILL", "--uid", str(user.uid)], ok=(0, 1))
+
+    def associations(self, user: Person) -> list[str]:
+        if not self.slurm:
+            return []
+        out = self._run(
+            [
+                "sacctmgr",
+                "--noheader",
+                "--parsable2",
+                "show",
+                "associations",
+                f"users={user.name}",
+                "format=cluster,account,user,partition,qos",
+            ]
+        ).stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+    def delete_associations(self, user: Person) -> None:
+        if self.slurm and self.associations(user):
+            self._run(["sacctmgr", "--immediate", "delete", "user", f"name={user.name}"])
+
+    def delete_account(self, user: Person) -> None:
+        if self.account(user.name) is None:
+            return
+        self._run(["userdel", user.name])
+        # userdel removes the personal group (USERGROUPS_ENAB); a group left behind with no members goes too.
+        group = self._run(["getent", "group", user.name], ok=(0, 2)).stdout.strip()
+        if group and group.split(":")[-1] == "":
+            self._run(["groupdel", user.name])
+
+
+@dataclass
+class Target:
+    due: DeletionDue
+    home: Path | None
+    spool: Path | None
+
+
+def _owner(uid: int, cache: dict[int, str]) -> str:
+    if uid not in cache:
+        try:
+            cache[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            cache[uid] = str(uid)
+    return cache[uid]
+
+
+def delete_users(
+    config: OpsConfig,
+    state: dict[str, Any],
+    store: StateFile,
+    deletions: Sequence[DeletionDue],
+    ops: Ops,
+    now: dt.datetime,
+    *,
+    dry_run: bool,
+    out: IO[str],
+) -> int:
+    """Delete the due users: check, stop them, manifest (fsynced), then delete.  Returns failures."""
+    home_root = Path(os.path.realpath(config.home_root))
+    if not home_root.is_dir() or home_root == Path("/"):
+        raise ToolError(
+            f"home_root {config.home_root} is not a mounted directory; nothing was deleted "
+            "-- fix: mount CephFS (role cephfs_client) and run again"
+        )
+    spool_dir = Path(config.mail_spool)
+    failures = 0
+    today = now.date()
+    targets: list[Target] = []
+    for due in deletions:
+        try:
+            targets.append(
+                Target(due, checked_home(home_root, due.user.name), checked_spool(spool_dir, due.user.name))
+            )
+        except HomeError as exc:
+            failures += _fail(state, due, str(exc), today, out, dry_run)
+    if not targets:
+        if not dry_run and failures:
+            store.save(state)
+        return failures
+    if dry_run:
+        for t in targets:
+            entries = [e for p in (t.home, t.spool) if p for e in walk(p)]
+            out.write(
+                f"would delete {t.due.user.name} (cycle {t.due.year}): {t.home or 'no home'}, "
+                f"{len(entries)} entries, {sum(e.bytes for e in entries)} bytes; Unix account and "
+                "Slurm associations\n"
+            )
+        return failures
+
+    name = f"deletion-{targets[0].due.year}-{now:%Y%m%dT%H%M%S}.jsonl"
+    manifest = Manifest(Path(config.manifest_dir), name)  # raises before anything is touched
+    ready: list[Target] = []
+    owners: dict[int, str] = {}
+    try:
+        manifest.write(
+            {
+                "manifest": "ailab-retention",
+                "version": 1,
+                "cluster": config.cluster,
+                "host": socket.gethostname(),
+                "created": now.isoformat(timespec="seconds"),
+                "home_root": str(home_root),
+                "users": [t.due.user.name for t in targets],
+            }
+        )
+        totals: dict[str, dict[str, int]] = {}
+        for t in targets:
+            user = t.due.user
+            try:
+                ops.stop(user)
+                account = ops.account(user.name)
+                associations = ops.associations(user)
+                entries = [e for p in (t.home, t.spool) if p for e in walk(p)]
+            except (HomeError, ToolError, OSError) as exc:
+                failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
+                continue
+            manifest.write(
+                {
+                    "user": user.name,
+                    "uid": user.uid,
+                    "cycle": t.due.year,
+                    "home": str(t.home) if t.home else None,
+                    "account": account,
+                    "slurm_associations": associations,
+                }
+            )
+            for e in entries:
+                manifest.write(
+                    {
+                        "path": e.path,
+                        "owner": _owner(e.uid, owners),
+                        "uid": e.uid,
+                        "bytes": e.bytes,
+                        "type": e.kind,
+                    }
+                )
+            totals[user.name] = {"entries": len(entries), "bytes": sum(e.bytes for e in entries)}
+            ready.append(t)
+        manifest.write({"end": True, "totals": totals})
+        path = manifest.commit()
+    except OSError as exc:
+        manifest.abort()
+        raise ToolError(
+            f"writing the deletion manifest {manifest.final} failed ({exc.strerror or exc}); nothing was "
+            "deleted (the users stay locked and their jobs cancelled) -- fix: free space or fix the manifest "
+            "directory, then run again"
+        ) from None
+    out.write(f"manifest {path} ({manifest.lines} lines), fsynced before deleting\n")
+
+    for t in ready:
+        user = t.due.user
+        try:
+            if t.home is not None:
+                remove_home(home_root, t.home)
+            if t.spool is not None:
+                t.spool.unlink()
+            ops.delete_associations(user)
+            ops.delete_account(user)
+        except (HomeError, ToolError, OSError) as exc:
+            failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
+            store.save(state)
+            continue
+        cycle = _cycle(state, t.due.year)
+        cycle["deleted"][user.name] = {"on": today.isoformat(), "manifest": str(path)}
+        cycle["failed"].pop(user.name, None)
+        store.save(state)
+        total = totals[user.name]
+        out.write(
+            f"deleted {user.name} (cycle {t.due.year}): {t.home or 'no home'}, {total['entries']} entries, "
+            f"{total['bytes']} bytes, Unix account, Slurm associations\n"
+        )
+    return failures
+
+
+def _fail(
+    state: dict[str, Any], due: DeletionDue, error: str, today: dt.date, out: IO[str], dry_run: bool
+) -> int:
+    print(f"error: {due.user.name} (cycle {due.year}) not deleted: {error}", file=sys.stderr)
+    if not dry_run:
+        _cycle(state, due.year)["failed"][due.user.name] = {"on": today.isoformat(), "error": error}
+    return 1
+
+
+# Running ---------------------------------------------------------------------------------------------
+
+
+def run(
+    config: OpsConfig,
+    now: dt.datetime,
+    mailer: Mailer,
+    ops: Ops,
+    *,
+    dry_run: bool = False,
+    out: IO[str] = sys.stdout,
+) -> int:
+    """One daily run: send due notices, carry out due deletions.  Returns the exit code."""
+    store = StateFile(config.retention_state, EMPTY_STATE)
+    today = now.date()
+    failures = 0
+    with store.locked():
+        state = store.load()
+        plan = make_plan(config, state, today)
+        for s in plan.superseded:
+            if not dry_run:
+                record_notice(state, s.year, s.user, s.key, SUPERSEDED, today)
+            out.write(f"{'would skip' if dry_run else 'skipped'} missed notice '{s.key}' for {s.user}\n")
+        if plan.superseded and not dry_run:
+            store.save(state)
+        for send in plan.sends:
+            who = f"{send.user.name} <{send.user.email}>"
+            what = f"notice '{send.notice.key}' of the {send.year} deletion to {who}"
+            if dry_run:
+                out.write(f"would send {what} (deletion on {send.deletion_on})\n")
+                continue
+            try:
+                mailer.send(notice_mail(config, send, today))
+            except (ToolError, OSError, subprocess.TimeoutExpired) as exc:
+                print(f"error: {what} not sent: {exc}", file=sys.stderr)
+                failures += 1
+                continue
+            record_notice(state, send.year, send.user.name, send.notice.key, SENT, today)
+            store.save(state)
+            out.write(f"sent {what} (deletion on {send.deletion_on})\n")
+        if plan.deletions:
+            failures += delete_users(config, state, store, plan.deletions, ops, now, dry_run=dry_run, out=out)
+        for status in plan.statuses:
+            if status.state in ("expired", "not-in-config", "waiting"):
+                out.write(f"{status.user} (cycle {status.year}): {status.state}: {status.detail}\n")
+    return 1 if failures else 0
+
+
+def format_status(plan: Plan) -> str:
+    lines = [f"today {plan.today}; next deletion {plan.schedule.deletion} (cycle {plan.schedule.year})"]
+    for s in plan.sends:
+        lines.append(f"  {s.user.name:<16} notice due: '{s.notice.key}' (deletion on {s.deletion_on})")
+    for d in plan.deletions:
+        lines.append(f"  {d.user.name:<16} deletion due (cycle {d.year}, since {d.due})")
+    for st in plan.statuses:
+        lines.append(f"  {st.user:<16} {st.state}: {st.detail}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ailab-retention", description="Yearly data deletion (rule 1).")
+    parser.add_argument("--config", default=os.environ.get("AILAB_OPS_CONFIG", DEFAULT_CONFIG))
+    parser.add_argument("--now", help="a fixed clock, YYYY-MM-DD (tests); also AILAB_NOW")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sched = sub.add_parser("schedule", help="deletion date and notice dates of a year")
+    sched.add_argument("--year", type=int, help="default: the next deletion")
+    sub.add_parser("status", help="what each user is due")
+    run_p = sub.add_parser("run", help="send due notices, carry out due deletions (the daily timer)")
+    run_p.add_argument("--dry-run", action="store_true", help="print what would happen; change nothing")
+    args = parser.parse_args(argv)
+    try:
+        config = load_ops_config(args.config)
+        now = parse_now(args.now, config.tz)
+        if args.cmd == "schedule":
+            year = args.year if args.year is not None else cycle_year(config.deletion, now.date())
+            if not 1 <= year <= 9998:
+                raise ToolError(f"--year {year} is not a year -- fix: e.g. --year 2027")
+            sys.stdout.write(format_schedule(schedule_for(config.deletion, year), config.cluster))
+            return 0
+        if args.cmd == "status":
+            state = StateFile(config.retention_state, EMPTY_STATE).load()
+            sys.stdout.write(format_status(make_plan(config, state, now.date())))
+            return 0
+        return run(
+            config, now, Sendmail(config.sendmail), SystemOps(slurm=config.slurm), dry_run=args.dry_run
+        )
+    except ToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+# `ailab retention ...` on the operator's machine ------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ailab.cli import add_inventory_arg
+
+    ret = sub.add_parser("retention", help="the yearly data deletion (rule 1)")
+    ret_sub = ret.add_subparsers(dest="retention_cmd", required=True)
+    sched = ret_sub.add_parser("schedule", help="print the deletion date and each notice date of a year")
+    add_inventory_arg(sched)
+    sched.add_argument("--year", type=int, help="default: the next deletion")
+    sched.set_defaults(func=_cmd_schedule)
+    conf = ret_sub.add_parser(
+        "config", help="print the JSON the front-end's tools read (/etc/ailab/ops.json)"
+    )
+    add_inventory_arg(conf)
+    conf.set_defaults(func=_cmd_config)
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from ailab.inventory import load_cluster
+
+    cluster, _ = load_cluster(args.inventory)
+    policy = cluster.policy.deletion
+    year = args.year if args.year is not None else cycle_year(policy, parse_now(None).date())
+    if not 1 <= year <= 9998:
+        print(f"error: --year {year} is not a year -- fix: e.g. --year 2027", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_schedule(schedule_for(policy, year), cluster.name))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from ailab.inventory import load_cluster
+    from ailab.notices import ops_config_data
+
+    cluster, _ = load_cluster(args.inventory)
+    print(json.dumps(ops_config_data(cluster), indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,633 @@
+"""Rule 1: the yearly deletion's schedule, notice state machine and deletion, with fixed clocks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ailab import retention
+from ailab.inventory import load_cluster
+from ailab.model import DeletionPolicy, NoticeOffset
+from ailab.notices import (
+    Mail,
+    OpsConfig,
+    Person,
+    ScheduledNotice,
+    StateFile,
+    ToolError,
+    ops_config_data,
+    parse_ops_config,
+    pick_notice,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TZ = zoneinfo.ZoneInfo("Europe/Copenhagen")
+D = dt.date.fromisoformat
+
+
+def at(day: str, hour: int = 0, minute: int = 15) -> dt.datetime:
+    return dt.datetime.combine(D(day), dt.time(hour, minute), TZ)
+
+
+# Schedule --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("year", "expected"),
+    [
+        (2026, ["2026-06-01", "2026-07-01", "2026-07-18", "2026-07-30", "2026-08-01"]),
+        (2027, ["2027-06-01", "2027-07-01", "2027-07-18", "2027-07-30", "2027-08-01"]),
+        (2028, ["2028-06-01", "2028-07-01", "2028-07-18", "2028-07-30", "2028-08-01"]),  # leap year
+    ],
+)
+def test_schedule_of_the_default_policy(year, expected):
+    s = retention.schedule_for(DeletionPolicy(), year)
+    assert [n.date.isoformat() for n in s.notices] + [s.deletion.isoformat()] == expected
+    assert [n.key for n in s.notices] == ["2 months", "1 month", "14 days", "2 days"]
+    assert s.min_lead_days == 2
+
+
+@pytest.mark.parametrize(
+    ("month", "day", "offset", "year", "notice"),
+    [
+        (1, 10, NoticeOffset(days=14), 2027, "2026-12-27"),  # across the year end
+        (1, 15, NoticeOffset(months=2), 2027, "2026-11-15"),
+        (3, 1, NoticeOffset(days=1), 2028, "2028-02-29"),  # leap day
+        (3, 1, NoticeOffset(days=1), 2027, "2027-02-28"),
+        (3, 31, NoticeOffset(months=1), 2028, "2028-02-29"),  # clamped to the month's last day
+        (3, 31, NoticeOffset(months=1), 2027, "2027-02-28"),
+    ],
+)
+def test_schedule_across_year_ends_and_leap_years(month, day, offset, year, notice):
+    s = retention.schedule_for(DeletionPolicy(month=month, day=day, notices=(offset,)), year)
+    assert s.notices[0].date == D(notice)
+    assert s.deletion == dt.date(year, month, day)
+
+
+@pytest.mark.parametrize(
+    ("today", "year"),
+    [
+        ("2026-07-31", 2026),
+        ("2026-08-01", 2026),
+        ("2026-08-02", 2027),
+        ("2026-12-31", 2027),
+        ("2027-01-01", 2027),
+    ],
+)
+def test_cycle_is_the_next_deletion_on_or_after_today(today, year):
+    assert retention.cycle_year(DeletionPolicy(), D(today)) == year
+
+
+def test_format_schedule_lists_every_notice_with_its_label():
+    text = retention.format_schedule(retention.schedule_for(DeletionPolicy(), 2027), "ailab")
+    assert text.splitlines() == [
+        "Yearly deletion 2027 on ailab: Sunday 2027-08-01",
+        "  notice 2 months before      Tuesday 2027-06-01",
+        "  notice 1 month before       Thursday 2027-07-01",
+        "  notice 14 days before       Sunday 2027-07-18",
+        "  notice 2 days before        Friday 2027-07-30",
+    ]
+
+
+# pick_notice -----------------------------------------------------------------------------------------
+
+NOTICES = (ScheduledNotice("a", D("2026-06-01")), ScheduledNotice("b", D("2026-07-01")))
+EVENT = D("2026-08-01")
+
+
+@pytest.mark.parametrize(
+    ("today", "recorded", "send", "superseded"),
+    [
+        ("2026-05-31", {}, None, []),
+        ("2026-06-01", {}, "a", []),
+        ("2026-06-15", {"a": 1}, None, []),
+        ("2026-07-01", {"a": 1}, "b", []),
+        ("2026-07-05", {}, "b", ["a"]),  # missed: only the latest, the older one superseded
+        ("2026-07-05", {"a": 1, "b": 1}, None, []),
+        ("2026-08-01", {}, None, []),  # never on the event day
+        ("2026-09-01", {}, None, []),
+    ],
+)
+def test_pick_notice(today, recorded, send, superseded):
+    decision = pick_notice(NOTICES, recorded, D(today), EVENT)
+    assert (decision.send.key if decision.send else None) == send
+    assert [n.key for n in decision.superseded] == superseded
+
+
+# The state machine, day by day -----------------------------------------------------------------------
+
+
+class FakeMailer:
+    def __init__(self, fail_for: set[str] | None = None):
+        self.sent: list[tuple[str, Mail]] = []
+        self.fail_for = fail_for or set()
+        self.today = ""
+
+    def send(self, mail: Mail) -> None:
+        if mail.to in self.fail_for:
+            raise ToolError(f"sendmail refused {mail.to}")
+        self.sent.append((self.today, mail))
+
+
+class FakeOps:
+    def __init__(self, accounts: set[str]):
+        self.accounts = set(accounts)
+        self.calls: list[tuple[str, str]] = []
+        self.fail_associations: set[str] = set()
+
+    def account(self, name: str) -> dict[str, str] | None:
+        return (
+            {"passwd": f"{name}:x:1:1::/h/{name}:/bin/bash", "group": f"{name}:x:1:"}
+            if name in self.accounts
+            else None
+        )
+
+    def stop(self, user: Person) -> None:
+        self.calls.append(("stop", user.name))
+
+    def associations(self, user: Person) -> list[str]:
+        return [f"sim|course|{user.name}||normal"]
+
+    def delete_associations(self, user: Person) -> None:
+        if user.name in self.fail_associations:
+            raise ToolError("sacctmgr: cannot reach slurmdbd")
+        self.calls.append(("delete_associations", user.name))
+
+    def delete_account(self, user: Person) -> None:
+        self.calls.append(("delete_account", user.name))
+        self.accounts.discard(user.name)
+
+    def deleted(self) -> set[str]:
+        return {name for call, name in self.calls if call == "delete_account"}
+
+
+USERS: list[dict[str, Any]] = [
+    {"name": "alice", "uid": 20001, "email": "alice@example.org", "full_name": "Alice A"},
+    {"name": "bob", "uid": 20002, "email": "bob@example.org"},
+    {"name": "carol", "uid": 20003, "email": "carol@example.org", "extension_until": "2027-08-01"},
+    {"name": "dave", "uid": 20004, "email": "dave@example.org", "extension_until": "2026-08-01"},  # not after
+    {"name": "root2", "uid": 20005, "email": "admin@example.org", "admin": True},
+]
+
+
+def config_data(tmp_path: Path, users: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    data = {
+        "version": 1,
+        "cluster": "testlab",
+        "timezone": "Europe/Copenhagen",
+        "home_root": str(tmp_path / "home"),
+        "deletion": {
+            "month": 8,
+            "day": 1,
+            "notices": [{"months": 2}, {"months": 1}, {"days": 14}, {"days": 2}],
+        },
+        "maintenance_notice_days": [30, 14, 1],
+        "extension_url": "https://forms.example.org/extend",
+        "support_email": "support@example.org",
+        "mail_from": "testlab <noreply@example.org>",
+        "sendmail": "/usr/sbin/sendmail",
+        "mail_spool": str(tmp_path / "spool"),
+        "retention_state": str(tmp_path / "state" / "retention.json"),
+        "manifest_dir": str(tmp_path / "state" / "manifests"),
+        "maintenance_state": str(tmp_path / "state" / "maintenance.json"),
+        "catch_up_days": 30,
+        "slurm": True,
+        "users": USERS if users is None else users,
+    }
+    data.update(extra)
+    return data
+
+
+def make_config(tmp_path: Path, users: list[dict[str, Any]] | None = None, **extra: Any) -> OpsConfig:
+    return parse_ops_config(config_data(tmp_path, users, **extra))
+
+
+def make_homes(config: OpsConfig, names: list[str]) -> None:
+    root = Path(config.home_root)
+    for name in names:
+        (root / name / "data").mkdir(parents=True, exist_ok=True)
+        (root / name / "data" / "model.pt").write_bytes(b"x" * 1000)
+        (root / name / "notes.txt").write_text("hello\n")
+
+
+def run_days(config: OpsConfig, first: str, last: str, mailer: FakeMailer, ops: FakeOps) -> list[int]:
+    codes = []
+    day = D(first)
+    while day <= D(last):
+        mailer.today = day.isoformat()
+        codes.append(retention.run(config, at(day.isoformat()), mailer, ops, out=io.StringIO()))
+        day += dt.timedelta(days=1)
+    return codes
+
+
+def sent_log(mailer: FakeMailer) -> list[tuple[str, str, str]]:
+    """(day, recipient, notice key) of every message."""
+    return [(day, mail.to.split("@")[0], mail.tag.split(" ", 2)[2]) for day, mail in mailer.sent]
+
+
+def test_a_whole_season_day_by_day(tmp_path):
+    config = make_config(tmp_path)
+    make_homes(config, ["alice", "bob", "carol", "dave", "root2"])
+    mailer, ops = FakeMailer(), FakeOps({"alice", "bob", "carol", "dave", "root2"})
+    codes = run_days(config, "2026-05-01", "2026-08-10", mailer, ops)
+    assert set(codes) == {0}
+    expected = []
+    for day, key in (("2026-06-01", "2 months"), ("2026-07-01", "1 month"), ("2026-07-18", "14 days")):
+        expected += [(day, "alice", key), (day, "bob", key), (day, "dave", key)]
+    expected += [("2026-07-30", n, "2 days") for n in ("alice", "bob", "dave")]
+    assert sent_log(mailer) == expected  # each notice on its day, once; carol (extended) and admins none
+    assert ops.deleted() == {"alice", "bob", "dave"}
+    homes = sorted(p.name for p in Path(config.home_root).iterdir())
+    assert homes == ["carol", "root2"]
+    manifests = list(Path(config.manifest_dir).glob("deletion-2026-20260801T*.jsonl"))
+    assert len(manifests) == 1
+    state = json.loads(Path(config.retention_state).read_text())
+    assert set(state["cycles"]["2026"]["deleted"]) == {"alice", "bob", "dave"}
+
+
+def test_rerun_the_same_day_sends_nothing_new(tmp_path):
+    config = make_config(tmp_path)
+    mailer, ops = FakeMailer(), FakeOps(set())
+    run_days(config, "2026-06-01", "2026-06-01", mailer, ops)
+    first = len(mailer.sent)
+    run_days(config, "2026-06-01", "2026-06-01", mailer, ops)
+    run_days(config, "2026-06-02", "2026-06-30", mailer, ops)
+    assert first == 3 and len(mailer.sent) == 3
+
+
+def test_missed_days_send_only_the_latest_notice(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    mailer, ops = FakeMailer(), FakeOps(set())
+    run_days(config, "2026-07-20", "2026-07-20", mailer, ops)  # first run after 2 months, 1 month, 14 days
+    run_days(config, "2026-07-21", "2026-07-31", mailer, ops)
+    assert sent_log(mailer) == [("2026-07-20", "alice", "14 days"), ("2026-07-30", "alice", "2 days")]
+    state = json.loads(Path(config.retention_state).read_text())
+    notices = state["cycles"]["2026"]["notices"]["alice"]
+    assert notices["2 months"]["status"] == notices["1 month"]["status"] == "superseded"
+    body = mailer.sent[0][1].body
+    assert "in 12 days" in body and "Saturday 1 August 2026" in body
+
+
+def test_a_late_notice_postpones_that_users_deletion_by_the_shortest_lead(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    make_homes(config, ["alice"])
+    mailer, ops = FakeMailer(), FakeOps({"alice"})
+    run_days(config, "2026-07-31", "2026-07-31", mailer, ops)  # added the day before the deletion
+    assert sent_log(mailer) == [("2026-07-31", "alice", "2 days")]
+    assert "Sunday 2 August 2026" in mailer.sent[0][1].body  # what it promises ...
+    run_days(config, "2026-08-01", "2026-08-01", mailer, ops)
+    assert ops.deleted() == set()  # ... is kept: not on 1 August
+    run_days(config, "2026-08-02", "2026-08-02", mailer, ops)
+    assert ops.deleted() == {"alice"}
+
+
+def test_users_never_notified_before_the_deletion_day_belong_to_the_next_cycle(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    make_homes(config, ["alice"])
+    mailer, ops = FakeMailer(), FakeOps({"alice"})
+    run_days(config, "2026-08-01", "2026-08-05", mailer, ops)
+    assert mailer.sent == [] and ops.deleted() == set()
+    plan = retention.make_plan(
+        config, StateFile(config.retention_state, retention.EMPTY_STATE).load(), D("2027-06-01")
+    )
+    assert [(s.user.name, s.notice.key, s.year) for s in plan.sends] == [("alice", "2 months", 2027)]
+
+
+def test_a_missed_deletion_is_caught_up_within_the_window(tmp_path):
+    config = make_config(tmp_path, USERS[:2])
+    make_homes(config, ["alice", "bob"])
+    mailer, ops = FakeMailer(), FakeOps({"alice", "bob"})
+    run_days(config, "2026-07-30", "2026-07-30", mailer, ops)
+    run_days(config, "2026-08-20", "2026-08-20", mailer, ops)  # front-end was down for three weeks
+    assert ops.deleted() == {"alice", "bob"}
+
+
+def test_a_deletion_missed_for_longer_than_the_window_is_not_carried_out(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    make_homes(config, ["alice"])
+    mailer, ops = FakeMailer(), FakeOps({"alice"})
+    run_days(config, "2026-07-30", "2026-07-30", mailer, ops)
+    out = io.StringIO()
+    assert retention.run(config, at("2026-09-15"), mailer, ops, out=out) == 0
+    assert ops.deleted() == set()
+    assert "alice (cycle 2026): expired" in out.getvalue()
+    assert (Path(config.home_root) / "alice" / "notes.txt").exists()
+
+
+def test_an_extension_granted_after_the_notices_keeps_the_user(tmp_path):
+    users = [dict(USERS[0])]
+    config = make_config(tmp_path, users)
+    make_homes(config, ["alice"])
+    mailer, ops = FakeMailer(), FakeOps({"alice"})
+    run_days(config, "2026-06-01", "2026-07-19", mailer, ops)
+    users[0]["extension_until"] = "2027-01-31"
+    extended = make_config(tmp_path, users)
+    run_days(extended, "2026-07-20", "2026-08-03", mailer, ops)
+    assert [key for _, _, key in sent_log(mailer)] == ["2 months", "1 month", "14 days"]
+    assert ops.deleted() == set()
+
+
+def test_a_user_removed_from_the_inventory_is_never_deleted_by_the_tool(tmp_path):
+    config = make_config(tmp_path, USERS[:2])
+    make_homes(config, ["alice", "bob"])
+    mailer, ops = FakeMailer(), FakeOps({"alice", "bob"})
+    run_days(config, "2026-07-30", "2026-07-30", mailer, ops)
+    out = io.StringIO()
+    retention.run(make_config(tmp_path, USERS[1:2]), at("2026-08-01"), mailer, ops, out=out)
+    assert ops.deleted() == {"bob"}
+    assert (Path(config.home_root) / "alice").is_dir()
+    assert "alice (cycle 2026): not-in-config" in out.getvalue()
+
+
+def test_a_refused_message_is_retried_next_run(tmp_path):
+    config = make_config(tmp_path, USERS[:2])
+    mailer, ops = FakeMailer(fail_for={"alice@example.org"}), FakeOps(set())
+    assert run_days(config, "2026-06-01", "2026-06-01", mailer, ops) == [1]
+    mailer.fail_for.clear()
+    run_days(config, "2026-06-02", "2026-06-02", mailer, ops)
+    assert sent_log(mailer) == [("2026-06-01", "bob", "2 months"), ("2026-06-02", "alice", "2 months")]
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    make_homes(config, ["alice"])
+    mailer, ops = FakeMailer(), FakeOps({"alice"})
+    run_days(config, "2026-07-30", "2026-07-30", mailer, ops)
+    before = Path(config.retention_state).read_text()
+    out = io.StringIO()
+    assert retention.run(config, at("2026-08-01"), mailer, ops, dry_run=True, out=out) == 0
+    assert "would delete alice (cycle 2026)" in out.getvalue()
+    assert "4 entries, 1006 bytes" in out.getvalue()
+    assert Path(config.retention_state).read_text() == before
+    assert ops.calls == [] and (Path(config.home_root) / "alice" / "notes.txt").exists()
+    assert not Path(config.manifest_dir).exists()
+
+
+# Deletion safety -------------------------------------------------------------------------------------
+
+
+def notified(config: OpsConfig, names: list[str]) -> None:
+    """State as if every named user got their notices of the 2026 cycle."""
+    store = StateFile(config.retention_state, retention.EMPTY_STATE)
+    state = store.load()
+    for name in names:
+        for key, day in (("2 months", "2026-06-01"), ("2 days", "2026-07-30")):
+            retention.record_notice(state, 2026, name, key, "sent", D(day))
+    store.save(state)
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_manifest_lists_every_path_with_owner_and_bytes_and_is_complete_before_deleting(
+    tmp_path, monkeypatch
+):
+    config = make_config(tmp_path, USERS[:2])
+    make_homes(config, ["alice", "bob"])
+    spool = Path(config.mail_spool)
+    spool.mkdir()
+    (spool / "alice").write_text("From x\n\nold notice\n")
+    notified(config, ["alice", "bob"])
+    seen_at_delete: list[list[str]] = []
+    real_rmtree = shutil.rmtree
+
+    def checking_rmtree(path, *args, **kwargs):
+        seen_at_delete.append([p.name for p in Path(config.manifest_dir).iterdir()])
+        return real_rmtree(path, *args, **kwargs)
+
+    checking_rmtree.avoids_symlink_attacks = True  # type: ignore[attr-defined]
+    monkeypatch.setattr(retention.shutil, "rmtree", checking_rmtree)
+    ops = FakeOps({"alice", "bob"})
+    assert retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO()) == 0
+    (manifest,) = Path(config.manifest_dir).iterdir()
+    assert seen_at_delete == [[manifest.name], [manifest.name]]  # complete (renamed) before the first delete
+    records = read_manifest(manifest)
+    assert records[0]["manifest"] == "ailab-retention" and records[-1]["end"] is True
+    files = {r["path"]: r for r in records if "path" in r}
+    home = Path(os.path.realpath(config.home_root))
+    assert files[str(home / "alice" / "data" / "model.pt")]["bytes"] == 1000
+    assert files[str(home / "alice" / "notes.txt")]["bytes"] == 6
+    assert files[str(spool / "alice")]["type"] == "file"
+    expected = {str(home / u / p) for u in ("alice", "bob") for p in ("data", "data/model.pt", "notes.txt")}
+    assert set(files) == expected | {str(home / "alice"), str(home / "bob"), str(spool / "alice")}
+    assert records[-1]["totals"]["alice"]["bytes"] == 1000 + 6 + len("From x\n\nold notice\n")
+    users = {r["user"]: r for r in records if "slurm_associations" in r}
+    assert users["bob"]["slurm_associations"] == ["sim|course|bob||normal"]
+    assert users["bob"]["account"]["passwd"].startswith("bob:")
+    assert not (spool / "alice").exists()
+    assert ops.calls.index(("stop", "alice")) < ops.calls.index(("delete_account", "alice"))
+
+
+def test_no_manifest_no_deletion(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    make_homes(config, ["alice"])
+    notified(config, ["alice"])
+    Path(config.manifest_dir).write_text("a file where the manifest directory should be\n")
+    ops = FakeOps({"alice"})
+    with pytest.raises(ToolError, match="nothing was deleted"):
+        retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
+    assert (Path(config.home_root) / "alice" / "data" / "model.pt").exists()
+    assert ops.deleted() == set() and ops.calls == []
+
+
+def test_a_failed_manifest_write_deletes_nothing(tmp_path, monkeypatch):
+    config = make_config(tmp_path, USERS[:2])
+    make_homes(config, ["alice", "bob"])
+    notified(config, ["alice", "bob"])
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(retention.Manifest, "commit", full_disk)
+    ops = FakeOps({"alice", "bob"})
+    with pytest.raises(ToolError, match=r"No space left on device.*nothing was deleted"):
+        retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
+    assert sorted(p.name for p in Path(config.home_root).iterdir()) == ["alice", "bob"]
+    assert ops.deleted() == set()
+    assert list(Path(config.manifest_dir).iterdir()) == []  # the partial manifest is removed
+
+
+def test_links_are_never_followed_out_of_the_home_root(tmp_path):
+    config = make_config(tmp_path, USERS[:2])
+    make_homes(config, ["alice"])
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep me\n")
+    home_root = Path(config.home_root)
+    (home_root / "alice" / "escape").symlink_to(outside)  # a link inside a home
+    (home_root / "bob").symlink_to(outside)  # a home that is a link
+    notified(config, ["alice", "bob"])
+    ops = FakeOps({"alice", "bob"})
+    assert retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO()) == 1
+    assert (outside / "keep.txt").read_text() == "keep me\n"
+    assert not (home_root / "alice").exists()
+    assert (home_root / "bob").is_symlink()
+    assert ops.deleted() == {"alice"}
+    state = json.loads(Path(config.retention_state).read_text())
+    assert "symbolic link" in state["cycles"]["2026"]["failed"]["bob"]["error"]
+    records = read_manifest(next(Path(config.manifest_dir).iterdir()))
+    link = next(r for r in records if r.get("path", "").endswith("/escape"))
+    assert link["type"] == "link" and not any("keep.txt" in r.get("path", "") for r in records)
+
+
+def test_a_home_root_that_is_not_mounted_stops_everything(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    notified(config, ["alice"])
+    ops = FakeOps({"alice"})
+    with pytest.raises(ToolError, match=r"home_root .* is not a mounted directory"):
+        retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
+    assert ops.calls == []
+
+
+def test_a_failed_step_is_retried_on_the_next_run(tmp_path):
+    config = make_config(tmp_path, USERS[:2])
+    make_homes(config, ["alice", "bob"])
+    notified(config, ["alice", "bob"])
+    ops = FakeOps({"alice", "bob"})
+    ops.fail_associations.add("alice")
+    assert retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO()) == 1
+    assert ops.deleted() == {"bob"}
+    ops.fail_associations.clear()
+    assert retention.run(config, at("2026-08-02"), FakeMailer(), ops, out=io.StringIO()) == 0
+    assert ops.deleted() == {"alice", "bob"}
+    state = json.loads(Path(config.retention_state).read_text())
+    assert state["cycles"]["2026"]["failed"] == {}
+
+
+def test_system_ops_commands(monkeypatch):
+    calls: list[list[str]] = []
+    squeue_answers = ["123\n", ""]
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        out, rc = "", 0
+        if argv[:2] == ["getent", "passwd"]:
+            out = "alice:x:20001:20001::/ceph/home/alice:/bin/bash\n"
+        elif argv[:2] == ["getent", "group"]:
+            out = "" if ["userdel", "alice"] in calls else "alice:x:20001:\n"
+            rc = 2 if not out else 0
+        elif argv[0] == "squeue":
+            out = squeue_answers.pop(0)
+        elif argv[0] == "sacctmgr" and "show" in argv:
+            out = "ailabsim|course-ml|alice||normal\n"
+        elif argv[0] == "pkill":
+            rc = 1  # no processes
+        return subprocess.CompletedProcess(argv, rc, out, "")
+
+    monkeypatch.setattr(retention.time, "sleep", lambda s: None)
+    ops = retention.SystemOps(slurm=True, run=fake_run)
+    alice = Person("alice", 20001, "alice@example.org")
+    ops.stop(alice)
+    ops.delete_associations(alice)
+    ops.delete_account(alice)
+    commands = [c for c in calls if c[0] != "getent"]
+    assert commands == [
+        ["usermod", "--lock", "--expiredate", "1", "alice"],
+        ["scancel", "--user=20001"],
+        ["squeue", "--noheader", "--user=20001", "--format=%i"],
+        ["squeue", "--noheader", "--user=20001", "--format=%i"],
+        ["pkill", "--signal", "KILL", "--uid", "20001"],
+        [
+            "sacctmgr",
+            "--noheader",
+            "--parsable2",
+            "show",
+            "associations",
+            "users=alice",
+            "format=cluster,account,user,partition,qos",
+        ],
+        ["sacctmgr", "--immediate", "delete", "user", "name=alice"],
+        ["userdel", "alice"],
+    ]
+
+
+# Configuration ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"home_root": "ceph/home"},
+            "home_root: 'ceph/home' is not an absolute path -- fix: start it with /",
+        ),
+        ({"home_root": "/"}, "home_root: is / -- fix"),
+        ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not a time zone"),
+        (
+            {"users": [{"name": "../etc", "uid": 20001, "email": "x@y.z"}]},
+            "users[0].name: '../etc' is not a valid",
+        ),
+        (
+            {"users": [{"name": "a", "uid": 20001, "email": "nope"}]},
+            "users[0].email: 'nope' is not an e-mail",
+        ),
+        (
+            {"users": [{"name": "a", "uid": 20001, "email": "a@b.c", "extension_until": "soon"}]},
+            "users[0].extension_until: 'soon' is not a date -- fix: write it as YYYY-MM-DD",
+        ),
+        ({"users": [{"name": "a", "uid": 0, "email": "a@b.c"}]}, "users[0].uid: is 0, below 1000"),
+        ({"deletion": {"month": 2, "day": 29, "notices": [{"days": 2}]}}, "deletion.day: month 2 day 29"),
+        (
+            {"deletion": {"month": 8, "day": 1, "notices": [{"days": 0}]}},
+            "deletion.notices[0].days: the notice has",
+        ),
+        ({"retention_state": None}, "retention_state: is missing -- fix: set retention_state"),
+        ({"version": 7}, "version: is 7, expected 1"),
+    ],
+)
+def test_bad_configuration_names_the_field_and_the_fix(tmp_path, change, message):
+    with pytest.raises(ToolError) as info:
+        parse_ops_config(config_data(tmp_path, **change), "/etc/ailab/ops.json")
+    assert "/etc/ailab/ops.json has problems; nothing was done" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_config_rendered_from_the_sim_inventory_round_trips():
+    cluster, _ = load_cluster(ROOT / "inventory" / "sim")
+    data = json.loads(json.dumps(ops_config_data(cluster)))
+    config = parse_ops_config(data)
+    assert {u.name for u in config.users} == set(cluster.users)
+    student3 = config.user("student3")
+    assert student3 is not None and student3.extension_until == D("2027-08-01")
+    assert config.deletion == cluster.policy.deletion
+    assert config.home_root == cluster.ceph.home_root
+    assert config.mail_from == f"{cluster.name} <noreply@{cluster.domain}>"
+
+
+def test_deployed_tool_cli_schedule_and_status(tmp_path):
+    config_file = tmp_path / "ops.json"
+    config_file.write_text(json.dumps(config_data(tmp_path)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "ailab.retention", "--config", str(config_file)]
+    out = subprocess.run([*cmd, "--now", "2026-08-02", "schedule"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Yearly deletion 2027 on testlab: Sunday 2027-08-01")
+    out = subprocess.run([*cmd, "--now", "2026-07-19", "status"], capture_output=True, text=True, env=env)
+    assert "alice            notice due: '14 days' (deletion on 2026-08-01)" in out.stdout
+    assert "carol            kept: extension until 2027-08-01" in out.stdout
+    assert "root2            kept: admin (staff) account" in out.stdout
+    out = subprocess.run([*cmd, "--now", "19 July", "status"], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "'19 July' is not a date -- fix: write YYYY-MM-DD" in out.stderr
+
+
+def test_ailab_retention_schedule_from_the_inventory():
+    out = subprocess.run(
+        [sys.executable, "-m", "ailab.cli", "retention", "schedule", "--year", "2028", "-i", "inventory/sim"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "Yearly deletion 2028 on ailab-sim: Tuesday 2028-08-01"
+    assert "notice 2 days before        Sunday 2028-07-30" in out.stdout
