@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import tempfile
+import textwrap
 import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -199,6 +200,12 @@ class Mail:
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(self.body)
         return msg
+
+
+def mail_body(paragraphs: Sequence[str], width: int = 76) -> str:
+    """Paragraphs wrapped for e-mail; a paragraph starting with two spaces (a command, a URL) is kept."""
+    out = [p if p.startswith("  ") else textwrap.fill(p, width) for p in paragraphs]
+    return "\n\n".join(out) + "\n"
 
 
 class Mailer(Protocol):

@@ -61,6 +61,7 @@ from ailab.notices import (
     ToolError,
     fsync_dir,
     load_ops_config,
+    mail_body,
     parse_now,
     pick_notice,
 )
@@ -252,30 +253,26 @@ def make_plan(config: OpsConfig, state: Mapping[str, Any], today: dt.date) -> Pl
 
 def notice_mail(config: OpsConfig, send: NoticeSend, today: dt.date) -> Mail:
     days = (send.deletion_on - today).days
-    when = f"{send.deletion_on:%A %-d %B %Y}"
-    lines = [
+    paragraphs = [
         f"Dear {send.user.greeting},",
-        "",
-        f"Every year on {send.deletion_on:%-d %B} all data and user accounts on {config.cluster} are removed "
-        "(usage guideline 1).",
-        f"Your user directory {config.home_root}/{send.user.name} and your account {send.user.name} will be "
-        f"deleted on {when}, in {days} day{'s' if days != 1 else ''}.",
-        "",
+        f"Every year on {config.deletion.day} {dt.date(2001, config.deletion.month, 1):%B} all data and user "
+        f"accounts on {config.cluster} are removed (usage guideline 1). Your user directory "
+        f"{config.home_root}/{send.user.name} and your account {send.user.name} will be deleted on "
+        f"{send.deletion_on:%A %-d %B %Y}, in {days} day{'s' if days != 1 else ''}.",
         "Copy every file you want to keep to your own computer before that date.",
     ]
     if config.extension_url:
-        lines += [
-            "",
+        paragraphs += [
             "To keep your data and use the platform for another semester, submit an extension request:",
             f"  {config.extension_url}",
         ]
     if config.support_email:
-        lines += ["", f"Questions: {config.support_email}"]
-    lines += ["", f"(Notice '{send.notice.key} before' of the {send.year} deletion.)"]
+        paragraphs.append(f"Questions: {config.support_email}")
+    paragraphs.append(f"(Notice '{send.notice.key} before' of the {send.year} deletion.)")
     return Mail(
         to=send.user.email,
         subject=f"[{config.cluster}] Your data will be deleted on {send.deletion_on:%-d %B %Y}",
-        body="\n".join(lines) + "\n",
+        body=mail_body(paragraphs),
         sender=config.mail_from,
         reply_to=config.support_email,
         tag=f"retention {send.year} {send.notice.key}",
@@ -668,9 +665,10 @@ def run(
     ops: Ops,
     *,
     dry_run: bool = False,
-    out: IO[str] = sys.stdout,
+    out: IO[str] | None = None,
 ) -> int:
     """One daily run: send due notices, carry out due deletions.  Returns the exit code."""
+    out = out or sys.stdout
     store = StateFile(config.retention_state, EMPTY_STATE)
     today = now.date()
     failures = 0
