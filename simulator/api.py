@@ -12,6 +12,7 @@ container that is not ours) raises :class:`SimError` before anything is changed.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -72,9 +73,10 @@ class DownResult:
 class ExecError(subprocess.CalledProcessError):
     """A command in a container exited non-zero (``Sim.exec(..., check=True)``)."""
 
-    def __init__(self, node: str, result: subprocess.CompletedProcess[str]):
+    def __init__(self, node: str, command: Sequence[str], result: subprocess.CompletedProcess[str]):
         super().__init__(result.returncode, result.args, result.stdout, result.stderr)
         self.node = node
+        self.command = list(command)
 
     def __str__(self) -> str:
         def tail(text: str | None) -> str:
@@ -82,7 +84,7 @@ class ExecError(subprocess.CalledProcessError):
             return "\n".join("    " + line for line in lines) or "    (empty)"
 
         return (
-            f"on {self.node}: {self.cmd[-1] if self.cmd else ''!s} exited {self.returncode}\n"
+            f"on {self.node}: {shlex.join(self.command)} exited {self.returncode}\n"
             f"  stdout:\n{tail(self.stdout)}\n  stderr:\n{tail(self.stderr)}"
         )
 
@@ -320,6 +322,14 @@ class Sim:
             )
         try:
             report = cgroups.remove_leftovers(sorted(node_names - shared))
+            # Processes of a killed container can take a moment to leave their cgroups.
+            for _ in range(10):
+                if not report.busy:
+                    break
+                time.sleep(0.5)
+                again = cgroups.remove_leftovers(sorted(node_names - shared))
+                report.removed += again.removed
+                report.busy = again.busy
         except PermissionError as exc:
             result.warnings.append(f"host cgroups not cleaned ({exc}); run as root")
         else:
@@ -437,7 +447,7 @@ class Sim:
             ["docker", *args], result.returncode, result.stdout, result.stderr
         )
         if check and result.returncode != 0:
-            raise ExecError(node, result)
+            raise ExecError(node, [cmd] if isinstance(cmd, str) else cmd, result)
         return result
 
     def exec_interactive(self, node: str, cmd: Sequence[str], user: str | None = None) -> int:
