@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 
-COMMAND_GROUPS = ("simulator.cli:register",)
+COMMAND_GROUPS = ("simulator.cli:register", "ailab.stack_inventory:register")
 
 
 def registrars() -> Iterator[Callable]:
