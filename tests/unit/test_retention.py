@@ -633,3 +633,20 @@ def test_ailab_retention_schedule_from_the_inventory():
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "Yearly deletion 2028 on ailab-sim: Tuesday 2028-08-01"
     assert "notice 2 days before        Sunday 2028-07-30" in out.stdout
+
+
+def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_path):
+    files = ROOT / "roles" / "operations" / "files" / "ailab"
+    package = tmp_path / "ailab"
+    package.mkdir()
+    for module in files.iterdir():
+        shutil.copy(module, package / module.name)  # what the role copies (links resolved)
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import ailab.retention, ailab.maintenance; "
+        "print(sorted(m for m in sys.modules if m.startswith('ailab')))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr  # -I -S: no site-packages, so only the standard library
+    assert out.stdout.strip() == str(
+        ["ailab", "ailab.maintenance", "ailab.model", "ailab.notices", "ailab.retention"]
+    )
