@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pulumi
 
-from ailab_cloud.nodes import Deployment, HostRecord, node_labels
+from ailab_cloud.nodes import Deployment, HostRecord, label_value, node_labels
 from ailab_cloud.plan import ROLE_CONTROLLER, ROLE_FRONTEND, ROLE_STORAGE, Plan, PlannedClass, PlannedHost
 from ailab_cloud.settings import GcpSettings, StackSettings
 
@@ -310,7 +310,7 @@ def dataset_bucket(cluster: str, settings: StackSettings) -> gcp.storage.Bucket:
         location=g.region.upper(),
         uniform_bucket_level_access=True,
         public_access_prevention="enforced",
-        labels={"cluster": cluster, "role": "datasets"},
+        labels={"cluster": label_value(cluster), "role": "datasets"},
     )
 
 

@@ -170,7 +170,7 @@ def gcp_offer(model: str, memory_gb: int) -> GcpGpuOffer:
         known = ", ".join(sorted({o.model for o in GCP_OFFERS}))
         raise NoMapping(
             f"GCP has no machine with the GPU model {model!r}",
-            f"deploy this class on OpenStack, set its count to 0, or use a model GCP offers: {known}",
+            f"deploy this class on OpenStack, or use a model GCP offers: {known}",
             "model",
         )
     for offer in offers:

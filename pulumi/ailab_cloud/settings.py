@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,20 +152,24 @@ class _Reader:
             return default or ""
         return value.strip()
 
-    def integer(self, name: str, default: int | None, *, minimum: int = 0) -> int | None:
+    def optional_integer(self, name: str, *, minimum: int = 0) -> int | None:
         value = self.data.get(name)
         if value is None:
-            return default
+            return None
         number = _as_int(value)
         if number is None:
             self.problem(name, f"must be a whole number, got {value!r}", f"pulumi config set {key(name)} <N>")
-            return default
+            return None
         if number < minimum:
             self.problem(
                 name, f"is {number}, below {minimum}", f"pulumi config set {key(name)} {minimum} (or more)"
             )
-            return default
+            return None
         return number
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        number = self.optional_integer(name, minimum=minimum)
+        return default if number is None else number
 
     def string_list(self, name: str, *, required: bool = False, hint: str = "") -> tuple[str, ...]:
         value = self.data.get(name)
@@ -259,21 +264,15 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str = "<stack>") -> StackSe
             "subnetCidr", f"{subnet!r} is not a network", "write it as e.g. 10.80.0.0/24 (host bits zero)"
         )
 
-    storage_nodes = r.integer("storageNodes", None, minimum=0)
-    settings_common = dict(
-        cloud=cloud,
-        inventory=inventory,
-        admin_cidrs=cidrs,
-        admin_ssh_key=ssh_key,
-        admin_user=r.string("adminUser", DEFAULT_ADMIN_USER),
-        subnet_cidr=subnet,
-        node_counts=r.mapping("nodes", int),
-        gpus=r.mapping("gpus", int),
-        storage_nodes=storage_nodes,
-        osd_disk_gb=r.integer("osdDiskGb", 500, minimum=10),
-        osd_disks_per_node=r.integer("osdDisksPerNode", 1, minimum=1),
-    )
-    for name, count in settings_common["gpus"].items():
+    storage_nodes = r.optional_integer("storageNodes")
+    osd_disk_gb = r.integer("osdDiskGb", 500, minimum=10)
+    osd_disks_per_node = r.integer("osdDisksPerNode", 1, minimum=1)
+    admin_user = r.string("adminUser", DEFAULT_ADMIN_USER)
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", admin_user):
+        r.problem("adminUser", f"{admin_user!r} is not a Linux user name", f"e.g. {DEFAULT_ADMIN_USER}")
+    node_counts = r.mapping("nodes", int)
+    gpus = r.mapping("gpus", int)
+    for name, count in gpus.items():
         if count == 0:
             r.problem(f"gpus.{name}", "is 0; compute nodes are GPU nodes", "set 1 or more, or drop the key")
 
@@ -302,8 +301,8 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str = "<stack>") -> StackSe
             zone=zone,
             image=r.string("image", GCP_DEFAULT_IMAGE),
             machine_types=machine_types,
-            boot_disk_gb=r.integer("bootDiskGb", 50, minimum=10) or 50,
-            compute_boot_disk_gb=r.integer("computeBootDiskGb", 200, minimum=50) or 200,
+            boot_disk_gb=r.integer("bootDiskGb", 50, minimum=10),
+            compute_boot_disk_gb=r.integer("computeBootDiskGb", 200, minimum=50),
             osd_disk_type=r.string("osdDiskType", "pd-balanced"),
         )
     elif cloud == "openstack":
@@ -347,4 +346,18 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str = "<stack>") -> StackSe
 
     if r.problems:
         raise StackConfigError(r.problems)
-    return StackSettings(**settings_common, gcp=gcp, openstack=openstack)  # type: ignore[arg-type]
+    return StackSettings(
+        cloud=cloud,
+        inventory=inventory,
+        admin_cidrs=cidrs,
+        admin_ssh_key=ssh_key,
+        admin_user=admin_user,
+        subnet_cidr=subnet,
+        node_counts=node_counts,
+        gpus=gpus,
+        storage_nodes=storage_nodes,
+        osd_disk_gb=osd_disk_gb,
+        osd_disks_per_node=osd_disks_per_node,
+        gcp=gcp,
+        openstack=openstack,
+    )

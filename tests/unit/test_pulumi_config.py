@@ -49,6 +49,16 @@ def test_openstack_settings():
     assert settings.osd_disks_per_node == 2
 
 
+@pytest.mark.parametrize("stack", ["gcp", "openstack"])
+def test_example_stack_files_deploy(stack):
+    """pulumi/Pulumi.<stack>.yaml as shipped: valid, and every node class gets machines."""
+    config = yaml.safe_load((ROOT / "pulumi" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    run = run_stack({k.removeprefix("ailab-cloud:"): v for k, v in config.items()}, stack=stack)
+    assert run.outputs["cloud"] == stack
+    assert set(run.outputs["node_classes"]) == {"compute_t4", "compute_l4", "compute_a100", "compute_v100"}
+    assert run.outputs["storage"]["managed"] is True
+
+
 def test_values_arrive_as_strings():
     """The language host passes numbers as strings ("3"), structures as JSON."""
     raw = encode(gcp_config())
@@ -74,6 +84,7 @@ def _without(config: dict, name: str) -> dict:
         (gcp_config(adminCidrs=["10.0.0.0/33"]), "ailab-cloud:adminCidrs[0]", "is not a CIDR"),
         (_without(gcp_config(), "adminSshKey"), "ailab-cloud:adminSshKey", "is missing"),
         (gcp_config(adminSshKey="hunter2"), "ailab-cloud:adminSshKey", "not an OpenSSH public key"),
+        (gcp_config(adminUser="Admin User"), "ailab-cloud:adminUser", "not a Linux user name"),
         (gcp_config(subnetCidr="8.8.8.0/24"), "ailab-cloud:subnetCidr", "not a private IPv4"),
         (_without(gcp_config(), "gcpProject"), "ailab-cloud:gcpProject", "is missing"),
         (_without(gcp_config(), "gcpZone"), "ailab-cloud:gcpZone", "is missing"),
