@@ -155,7 +155,7 @@ def instance(
             automatic_restart=True,
         ),
         attached_disks=[
-            gcp.compute.InstanceAttachedDiskArgs(source=disk.id, device_name=osd_device_name(i))
+            gcp.compute.InstanceAttachedDiskArgs(source=disk.self_link, device_name=osd_device_name(i))
             for i, disk in enumerate(disks)
         ]
         or None,

@@ -110,6 +110,10 @@ class CloudMocks(pulumi.runtime.Mocks):
             outputs["networkInterfaces"] = nics
         elif args.typ == "gcp:compute/address:Address":
             outputs["address"] = str(next(self._public))
+        elif args.typ == "gcp:compute/disk:Disk":
+            outputs["selfLink"] = (
+                f"https://www.googleapis.com/compute/v1/projects/p/zones/z/disks/{args.name}"
+            )
         elif args.typ == "gcp:storage/bucket:Bucket":
             outputs["url"] = f"gs://{args.name}-0a1b2c"
         elif args.typ == "openstack:networking/port:Port":

@@ -160,7 +160,12 @@ def test_gcp_storage_nodes_have_osd_disks(gcp_run):
     assert set(disks) == {"stor01-osd0", "stor02-osd0", "stor03-osd0"}
     assert all(d["size"] == 500 and d["zone"] == "europe-west4-a" for d in disks.values())
     attached = instances(gcp_run)["stor01"]["attachedDisks"]
-    assert attached == [{"source": "stor01-osd0-id", "deviceName": "osd0"}]
+    assert attached == [
+        {
+            "source": "https://www.googleapis.com/compute/v1/projects/p/zones/z/disks/stor01-osd0",
+            "deviceName": "osd0",
+        }
+    ]
     assert gcp_run.outputs["hosts"]["stor01"]["osd_devices"] == ["/dev/disk/by-id/google-osd0"]
     assert not instances(gcp_run)["a256-t4-01"].get("attachedDisks")
 
