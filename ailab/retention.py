@@ -69,6 +69,7 @@ from ailab.notices import (
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
 STATE_VERSION = 1
 EMPTY_STATE: dict[str, Any] = {"version": STATE_VERSION, "cycles": {}}
+REPORT_DAYS = 365  # how long after a deletion day its leftovers (expired, not in the inventory) are reported
 
 # Schedule --------------------------------------------------------------------------------------------
 
@@ -206,8 +207,8 @@ def make_plan(config: OpsConfig, state: Mapping[str, Any], today: dt.date) -> Pl
 
     for year_key in sorted(cycles, key=int):
         schedule = schedule_for(policy, int(year_key))
-        if schedule.deletion > today:
-            continue
+        if schedule.deletion > today or (today - schedule.deletion).days > REPORT_DAYS:
+            continue  # not yet, or long past (reported for a year, then left to the operator)
         record = cycles[year_key]
         deleted = record.get("deleted", {})
         for name, notices in sorted(record.get("notices", {}).items()):

@@ -650,3 +650,16 @@ def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_
     assert out.stdout.strip() == str(
         ["ailab", "ailab.maintenance", "ailab.model", "ailab.notices", "ailab.retention"]
     )
+
+
+@pytest.mark.parametrize(
+    ("today", "reported"), [("2026-08-01", True), ("2027-07-31", True), ("2027-08-02", False)]
+)
+def test_leftovers_of_a_cycle_are_reported_for_a_year(tmp_path, today, reported):
+    config = make_config(tmp_path, USERS[1:2])  # alice was notified, then left the inventory
+    notified(config, ["alice"])
+    state = StateFile(config.retention_state, retention.EMPTY_STATE).load()
+    plan = retention.make_plan(config, state, D(today))
+    leftovers = [(s.user, s.state) for s in plan.statuses if s.user == "alice"]
+    assert leftovers == ([("alice", "not-in-config")] if reported else [])
+    assert plan.deletions == []
