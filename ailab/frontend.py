@@ -46,6 +46,9 @@ def render_user_slice(cluster: Cluster, host: str | None = None) -> str:
     return (
         "# Generated from ailab_policy.login_limits: one student cannot starve the others.\n"
         "[Slice]\n"
+        "CPUAccounting=yes\n"
+        "MemoryAccounting=yes\n"
+        "TasksAccounting=yes\n"
         f"CPUQuota={limits.cpu_quota_percent}%\n"
         f"MemoryMax={limits.memory_max_mb}M\n"
         f"TasksMax={limits.tasks_max}\n"
