@@ -32,15 +32,19 @@ def demo_commands(job_dir: str) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(args.inventory, args.user)
+
+
+def run_demo(inventory: str, user: str | None = None) -> int:
     from simulator.api import Sim
 
-    sim = Sim(args.inventory)
+    sim = Sim(inventory)
     cluster = sim.cluster
     if not cluster.frontends or not cluster.users:
         print("demo: the inventory needs a front-end and at least one user in ailab_users")
         return 2
     frontend = cluster.frontends[0].name
-    user = args.user or sorted(cluster.users)[0]
+    user = user or sorted(cluster.users)[0]
     if user not in cluster.users:
         print(f"demo: --user {user!r} is not in ailab_users; use one of: {', '.join(sorted(cluster.users))}")
         return 2
