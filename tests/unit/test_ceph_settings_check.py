@@ -1,0 +1,75 @@
+"""site.yml stops on bad CephFS settings before touching any node (its check plays need no connection)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from tests.unit.test_model_validation import ROOT
+
+ANSIBLE_PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+
+
+@pytest.fixture(scope="module")
+def check_playbook(tmp_path_factory):
+    """The plays of site.yml up to and including the CephFS settings check (none of them connects)."""
+    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    names = [p["name"] for p in plays]
+    last = next(i for i, n in enumerate(names) if n.startswith("Check the CephFS settings"))
+    for play in plays[: last + 1]:
+        assert play.get("gather_facts") is False, f"{play['name']} would connect to the nodes"
+    path = tmp_path_factory.mktemp("play") / "checks.yml"
+    path.write_text(yaml.safe_dump(plays[: last + 1], sort_keys=False))
+    return path
+
+
+def run(playbook, inventory: str, **extra) -> subprocess.CompletedProcess:
+    if not ANSIBLE_PLAYBOOK.exists():
+        pytest.skip("no .venv/bin/ansible-playbook")
+    cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(ROOT / "inventory" / inventory), str(playbook)]
+    if extra:
+        cmd += ["-e", json.dumps(extra)]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_production_without_vault_keys_stops_naming_the_variable(check_playbook):
+    out = run(check_playbook, "production")
+    assert out.returncode != 0
+    assert "vault_ailab_ceph_client_key" in out.stdout
+    assert "CephFS client settings are incomplete" in out.stdout
+
+
+def test_production_with_vault_keys_passes_the_checks(check_playbook):
+    out = run(
+        check_playbook,
+        "production",
+        vault_ailab_ceph_client_key="AQBJ/wNrEyOcHBAAk0L9NTs+eDvbME5dHwbZTA==",
+        vault_ailab_ceph_admin_key="AQBJ/wNrEyOcHBAAk0L9NTs+eDvbME5dHwbZTB==",
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_production_without_admin_key_stops_naming_it(check_playbook):
+    key = "AQBJ/wNrEyOcHBAAk0L9NTs+eDvbME5dHwbZTA=="
+    out = run(check_playbook, "production", vault_ailab_ceph_client_key=key)
+    assert out.returncode != 0
+    assert "vault_ailab_ceph_admin_key" in out.stdout
+
+
+def test_simulator_with_the_kernel_client_is_refused(check_playbook):
+    sim = yaml.safe_load((ROOT / "inventory" / "sim" / "group_vars" / "all" / "cluster.yml").read_text())
+    out = run(check_playbook, "sim", ailab_ceph={**sim["ailab_ceph"], "client": "kernel"})
+    assert out.returncode != 0
+    assert "must use client: fuse" in out.stdout
+
+
+def test_datasets_inside_the_homes_is_refused(check_playbook):
+    sim = yaml.safe_load((ROOT / "inventory" / "sim" / "group_vars" / "all" / "cluster.yml").read_text())
+    out = run(check_playbook, "sim", ailab_ceph={**sim["ailab_ceph"], "datasets_path": "/ceph/home/datasets"})
+    assert out.returncode != 0
+    assert "must be neither inside nor above" in out.stdout
