@@ -188,6 +188,10 @@ class SlurmSettings:
     def_mem_per_gpu_mb: int = 16384
     def_cpu_per_gpu: int = 4
     def_mem_per_cpu_mb: int = 2048
+    # SlurmdParameters=config_overrides: trust the inventory's node sizes over what slurmd detects.  Only for
+    # the simulator, whose containers see the host's CPUs and memory; on real hardware a node that lost a
+    # DIMM or a CPU must be drained, so the default is off.
+    config_overrides: bool = False
 
 
 @dataclass(frozen=True)

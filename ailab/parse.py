@@ -448,13 +448,16 @@ def build_cluster(
     c = Reader(cvars["ailab_cluster"], "group_vars/all", "ailab_cluster", problems)
     c.unknown_keys(("name", "domain", "timezone"))
     s = Reader(cvars["ailab_slurm"], "group_vars/all", "ailab_slurm", problems)
-    s.unknown_keys(("cluster_name", "def_mem_per_gpu_mb", "def_cpu_per_gpu", "def_mem_per_cpu_mb"))
+    s.unknown_keys(
+        ("cluster_name", "def_mem_per_gpu_mb", "def_cpu_per_gpu", "def_mem_per_cpu_mb", "config_overrides")
+    )
     sd = SlurmSettings()
     slurm = SlurmSettings(
         cluster_name=s.string("cluster_name", sd.cluster_name),
         def_mem_per_gpu_mb=s.integer("def_mem_per_gpu_mb", sd.def_mem_per_gpu_mb, minimum=1),
         def_cpu_per_gpu=s.integer("def_cpu_per_gpu", sd.def_cpu_per_gpu, minimum=1),
         def_mem_per_cpu_mb=s.integer("def_mem_per_cpu_mb", sd.def_mem_per_cpu_mb, minimum=1),
+        config_overrides=s.boolean("config_overrides", sd.config_overrides),
     )
     cr = Reader(cvars["ailab_ceph"], "group_vars/all", "ailab_ceph", problems)
     cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client"))

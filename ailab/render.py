@@ -17,6 +17,13 @@ RENDERERS: dict[str, str] = {
     "policy.json": "ailab.frontend:render_policy_json",
     "user-slice.conf": "ailab.frontend:render_user_slice",
     "banner": "ailab.frontend:render_banner",
+    "slurm.conf": "ailab.slurm:render_slurm_conf",
+    "gres.conf": "ailab.slurm:render_gres_conf",
+    "cgroup.conf": "ailab.slurm:render_cgroup_conf",
+    "slurmdbd.conf": "ailab.slurm:render_slurmdbd_conf",
+    "job_submit.lua": "ailab.slurm:render_job_submit_lua",
+    "gpu-health.json": "ailab.slurm:render_gpu_health_json",
+    "slurm-accounting.json": "ailab.slurm:render_accounting_json",
 }
 
 

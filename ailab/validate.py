@@ -24,6 +24,11 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FIRST_USER_ID = 1000  # below: system accounts
 RESERVED_IDS = {65534}  # nobody/nogroup
 CLASSIFICATION_LEVELS = (0, 1, 2, 3)  # AAU's model; the platform permits only some of them
+# Slurm names (ailab/slurm.py): the cluster name prefixes MariaDB table names (40 characters at most, Slurm
+# lower-cases it); accounts are lower-cased by sacctmgr, so a capital letter would never match again.
+SLURM_CLUSTER_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SLURM_ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+SLURM_PARTITION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def validate(cluster: Cluster) -> list[Problem]:
@@ -37,6 +42,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_users,
         check_storage,
         check_sim,
+        check_slurm,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -496,6 +502,45 @@ def check_sim(cluster: Cluster) -> list[Problem]:
                     f"{host.address} is not a usable address in the simulator's subnet {subnet} "
                     f"({gateway} is the gateway)",
                     f"pick a free address in {subnet}",
+                )
+            )
+    return out
+
+
+def check_slurm(cluster: Cluster) -> list[Problem]:
+    """Names Slurm would reject or silently change (slurm.conf, sacctmgr)."""
+    out = []
+    where = "group_vars/all"
+    name = cluster.slurm.cluster_name
+    if not SLURM_CLUSTER_RE.match(name):
+        out.append(
+            Problem(
+                where,
+                "ailab_slurm.cluster_name",
+                f"{name!r} is not a Slurm cluster name (a lowercase letter, then lowercase letters, digits "
+                "or _, 40 characters at most; it prefixes the accounting database's table names)",
+                "use e.g. ailab",
+            )
+        )
+    for project in cluster.projects.values():
+        if not SLURM_ACCOUNT_RE.match(project.name):
+            out.append(
+                Problem(
+                    f"project {project.name}",
+                    "name",
+                    f"{project.name!r} cannot be a Slurm account name (lowercase letters, digits, '.', '_' "
+                    "or '-', at most 64; sacctmgr lower-cases names)",
+                    "rename the project, e.g. cs-ml-2026, and update its users' project",
+                )
+            )
+    for partition in cluster.partitions:
+        if partition.name and not SLURM_PARTITION_RE.match(partition.name):
+            out.append(
+                Problem(
+                    f"partition {partition.name}",
+                    "name",
+                    f"{partition.name!r} is not a Slurm partition name (letters, digits, '.', '_' or '-')",
+                    "rename it, e.g. gpu or t4",
                 )
             )
     return out
