@@ -280,15 +280,18 @@ def plan(
 
     # Associations in managed accounts that the spec does not have (user removed or moved to a new project).
     stale = sorted(
-        a
-        for a in state.assocs
-        if a.user
-        and a.user != "root"
-        and a.account in managed
-        and (a.user not in desired_users or desired_users[a.user]["account"].lower() != a.account)
+        (
+            a
+            for a in state.assocs
+            if a.user
+            and a.user != "root"
+            and a.account in managed
+            and (a.user not in desired_users or desired_users[a.user]["account"].lower() != a.account)
+        ),
+        key=lambda a: (a.user, a.account),
     )
     deleted: set[tuple[str, str]] = set()  # (user, account) associations this plan deletes
-    for a in sorted(stale, key=lambda a: (a.user, a.account)):
+    for a in stale:
         if removed_users == "remove" and jobs.get(a.user) == 0:
             out.add("delete", "user", "where", f"name={a.user}", f"account={a.account}", f"cluster={cluster}")
             deleted.add((a.user, a.account))
