@@ -136,6 +136,7 @@ def fields(line: str) -> dict[str, str]:
         ("DefCpuPerGPU", "4"),
         ("DefMemPerCPU", "3000"),
         ("StateSaveLocation", "/var/lib/slurm/slurmctld"),
+        ("PrologFlags", "Contain"),  # pam_slurm_adopt (role compute_login)
     ],
 )
 def test_slurm_conf_settings(cluster, key, value):
