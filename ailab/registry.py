@@ -7,7 +7,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 
-COMMAND_GROUPS = ("simulator.cli:register", "ailab.stack_inventory:register")
+COMMAND_GROUPS = (
+    "simulator.cli:register",
+    "ailab.stack_inventory:register",
+    "ailab.retention:register",
+    "ailab.maintenance:register",
+)
 
 
 def registrars() -> Iterator[Callable]:
