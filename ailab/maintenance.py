@@ -555,7 +555,10 @@ def parse_ansible_json(text: str, host: str) -> tuple[int, str, str]:
     start = text.find("{")
     if start < 0:
         raise ToolError(f"ansible printed no result: {text.strip()[-500:]}")
-    data = json.loads(text[start:])
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text[start:])  # other callbacks may print after it
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"ansible printed no json result ({exc}): {text.strip()[:500]}") from None
     for play in data.get("plays", []):
         for task in play.get("tasks", []):
             result = task.get("hosts", {}).get(host)

@@ -314,7 +314,8 @@ def test_remote_command_and_ansible_json():
             ]
         }
     )
-    assert m.parse_ansible_json("[WARNING]: something\n" + output, "fe01") == (2, "", "error: x")
+    noisy = "[WARNING]: something\n" + output + "\n\nTASKS RECAP ***\n{not json\n"
+    assert m.parse_ansible_json(noisy, "fe01") == (2, "", "error: x")
     unreachable = json.dumps(
         {"plays": [{"tasks": [{"hosts": {"fe01": {"unreachable": True, "msg": "gone"}}}]}]}
     )
