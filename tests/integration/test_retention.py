@@ -1,0 +1,249 @@
+"""Issue 7, rule 1 on the simulator: the yearly deletion's notices arrive by real mail on their day, once;
+the deletion removes exactly the non-extended users' homes, accounts and Slurm associations (throwaway users
+the test creates, so the shared cluster keeps its users) and writes the manifest first."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+from tests.integration.ops_helpers import mailbox, tool_run
+
+# Throwaway users: uids far from the inventory's; created on every node so their jobs can run.
+THROWAWAY = {
+    "rtgone": {"uid": 290001, "extension_until": None},  # deleted
+    "rtkept": {"uid": 290002, "extension_until": "2027-01-31"},  # extension after 1 August 2026: kept
+    "rtedge": {"uid": 290003, "extension_until": "2026-08-01"},  # extension until the deletion day: deleted
+}
+
+
+@pytest.fixture(scope="module")
+def fe(sim):
+    return sim.cluster.frontends[0].name
+
+
+def test_the_tools_configuration_comes_from_the_inventory(sim, fe):
+    config = json.loads(sim.exec(fe, "cat /etc/ailab/ops.json").stdout)
+    users = {u["name"]: u for u in config["users"]}
+    assert set(users) == set(sim.cluster.users)
+    for name, user in sim.cluster.users.items():
+        expected = user.extension_until.isoformat() if user.extension_until else None
+        assert (users[name]["email"], users[name]["extension_until"]) == (user.email, expected)
+    assert config["home_root"] == sim.cluster.ceph.home_root
+    mode = sim.exec(fe, "stat -c %a /etc/ailab/ops.json").stdout.strip()
+    assert mode == "600"
+    timers = sim.exec(fe, "systemctl is-enabled ailab-retention.timer ailab-maintenance-notify.timer").stdout
+    assert timers.split() == ["enabled", "enabled"]
+
+
+def test_each_notice_arrives_on_its_day_once(sim, fe):
+    run = tool_run(sim, fe)
+    try:
+        notified = [u for u in sim.cluster.users.values() if not u.admin and not _extended(u, "2026-08-01")]
+        kept = [u for u in sim.cluster.users.values() if u not in notified]
+        assert notified and kept, "the sim inventory should have extended or admin users and others"
+        expected: list[str] = []
+        for day, key in (
+            ("2026-05-31", None),
+            ("2026-06-01", "2 months"),
+            ("2026-06-01", None),  # the same day again: nothing new
+            ("2026-06-20", None),
+            ("2026-07-01", "1 month"),
+            ("2026-07-18", "14 days"),
+            ("2026-07-30", "2 days"),
+            ("2026-07-31", None),
+        ):
+            run.run("ailab-retention", "run", now=day)
+            if key:
+                expected.append(f"retention 2026 {key}")
+            for user in notified:
+                assert run.tags(user.name, len(expected)) == expected, (day, user.name)
+        for user in kept:
+            assert run.tags(user.name, 0, timeout=0) == [], user.name
+        message = next(m for m in mailbox(sim, fe, notified[0].name) if run.ours(m))
+        assert message["To"] == notified[0].email
+        body = " ".join(message.get_payload(decode=True).decode().split())
+        assert "will be deleted on Saturday 1 August 2026, in 61 days" in body
+        assert sim.cluster.policy.extension_url in body
+    finally:
+        run.cleanup()
+
+
+def test_mail_never_leaves_the_simulator(sim, fe):
+    marker = f"outside-{time.time_ns()}"
+    sim.exec(
+        fe,
+        "/usr/sbin/sendmail -t -oi",
+        input=f"To: someone@example.com\nFrom: root\nSubject: {marker}\n\ntest\n",
+    )
+    found: list = []
+    for _ in range(30):
+        found = [m for m in mailbox(sim, fe, "root") if m["Subject"] == marker]
+        if found:
+            break
+        time.sleep(1)
+    assert len(found) == 1, "a message to an outside address must land in the catch-all mailbox"
+    assert sim.exec(fe, "postconf -h default_transport").stdout.startswith("error:")
+    assert sim.exec(fe, "postconf -h relayhost").stdout.strip() == ""
+    assert "Mail queue is empty" in sim.exec(fe, "mailq").stdout
+
+
+def _extended(user, deletion: str) -> bool:
+    return user.extension_until is not None and user.extension_until.isoformat() > deletion
+
+
+@pytest.fixture
+def throwaway(sim, fe):
+    """Users rtgone/rtkept/rtedge on every node (same uid), each with a home full of files, a Slurm
+    association and a mailbox; removed again afterwards whatever the test did."""
+    nodes = [h.name for h in sim.cluster.hosts.values() if not h.in_group("ceph")]
+    home_root = sim.cluster.ceph.home_root
+    controller = sim.cluster.controllers[0].name
+    project = sorted(sim.cluster.projects)[0]
+    domain = sim.cluster.domain
+    for name, spec in THROWAWAY.items():
+        for node in nodes:
+            sim.exec(
+                node,
+                f"id {name} >/dev/null 2>&1 || useradd -u {spec['uid']} -U -M -d {home_root}/{name} {name}",
+            )
+        home = f"{home_root}/{name}"
+        sim.exec(
+            fe,
+            f"mkdir -p {home}/data/sub && head -c 4096 /dev/zero > {home}/data/w.bin && "
+            f"echo hi > {home}/data/sub/n.txt && ln -sfn /etc {home}/etc-link && "
+            f"chown -hR {name}: {home} && chmod 700 {home}",
+        )
+        sim.exec(controller, f"sacctmgr -i add user name={name} account={project} >/dev/null")
+    yield {
+        "nodes": nodes,
+        "users": [
+            {
+                "name": name,
+                "uid": spec["uid"],
+                "email": f"{name}@{domain}",
+                "full_name": f"Throwaway {name}",
+                "extension_until": spec["extension_until"],
+                "admin": False,
+            }
+            for name, spec in THROWAWAY.items()
+        ],
+    }
+    for name in THROWAWAY:
+        sim.exec(
+            fe, f"scancel --user={name} 2>/dev/null; rm -rf {home_root}/{name} /var/mail/{name}", check=False
+        )
+        sim.exec(controller, f"sacctmgr -i delete user name={name} >/dev/null 2>&1", check=False)
+        for node in nodes:
+            sim.exec(node, f"userdel {name} >/dev/null 2>&1; groupdel {name} >/dev/null 2>&1", check=False)
+
+
+def _job_state(sim, node: str, job: str, want: str, timeout: float = 60) -> str:
+    """The job's state from accounting, once it is ``want`` (or whatever it is when time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = sim.exec(node, f"sacct -nX -P -j {job} -o State", check=False).stdout.strip()
+        if state.startswith(want) or time.monotonic() > deadline:
+            return state
+        time.sleep(2)
+
+
+def _assoc(sim, name: str) -> str:
+    return sim.exec(
+        sim.cluster.controllers[0].name, f"sacctmgr -nP show assoc users={name} format=user"
+    ).stdout
+
+
+def test_deletion_removes_exactly_the_non_extended_users(sim, fe, throwaway):
+    home_root = sim.cluster.ceph.home_root
+
+    def use_throwaway(data):
+        data["users"] = throwaway["users"]
+
+    run = tool_run(sim, fe, use_throwaway)
+    try:
+        # A running job of a user to delete: it is cancelled before the manifest is written.
+        job = sim.exec(
+            fe,
+            "sbatch --parsable --gres=gpu:1 --time=00:10:00 --wrap 'sleep 300'",
+            user="rtgone",
+        ).stdout.strip()
+        run.run("ailab-retention", "run", now="2026-07-30")
+        assert run.tags("rtgone", 1) == ["retention 2026 2 days"]
+        assert run.tags("rtkept", 0, timeout=0) == []
+
+        dry = run.run("ailab-retention", "run", "--dry-run", now="2026-08-01").stdout
+        assert "would delete rtgone" in dry and "would delete rtedge" in dry and "rtkept" not in dry
+        assert (
+            sim.exec(fe, f"test -d {home_root}/rtgone && test -d {home_root}/rtedge", check=False).returncode
+            == 0
+        )
+
+        result = run.run("ailab-retention", "run", now="2026-08-01")
+        assert "deleted rtgone" in result.stdout and "deleted rtedge" in result.stdout, result
+        for name in ("rtgone", "rtedge"):
+            assert sim.exec(fe, f"test -e {home_root}/{name}", check=False).returncode == 1, name
+            assert sim.exec(fe, f"getent passwd {name}", check=False).returncode == 2, name
+            assert _assoc(sim, name).strip() == "", name
+            assert sim.exec(fe, f"test -e /var/mail/{name}", check=False).returncode == 1, name
+        assert sim.exec(fe, f"test -f {home_root}/rtkept/data/w.bin").returncode == 0
+        assert sim.exec(fe, "getent passwd rtkept").returncode == 0
+        assert _assoc(sim, "rtkept").strip() == "rtkept"
+        assert (
+            sim.exec(fe, "test -f /etc/hostname").returncode == 0
+        )  # the link out of the home was not followed
+        for user in sim.cluster.users:  # the inventory's users are untouched
+            assert sim.exec(fe, f"getent passwd {user}").returncode == 0
+        assert _job_state(sim, fe, job, "CANCELLED").startswith("CANCELLED")
+
+        manifests = sim.exec(fe, f"ls {run.directory}/manifests").stdout.split()
+        assert len(manifests) == 1 and manifests[0].startswith("deletion-2026-")
+        records = [
+            json.loads(line)
+            for line in sim.exec(fe, f"cat {run.directory}/manifests/{manifests[0]}").stdout.splitlines()
+        ]
+        paths = {r["path"]: r for r in records if "path" in r}
+        assert paths[f"{home_root}/rtgone/data/w.bin"] == {
+            "path": f"{home_root}/rtgone/data/w.bin",
+            "owner": "rtgone",
+            "uid": 290001,
+            "bytes": 4096,
+            "type": "file",
+        }
+        assert paths[f"{home_root}/rtgone/etc-link"]["type"] == "link"
+        assert not any(p.startswith(f"{home_root}/rtkept") for p in paths)
+        accounts = {r["user"]: r for r in records if "slurm_associations" in r}
+        assert accounts["rtgone"]["account"]["passwd"].startswith("rtgone:x:290001:")
+        assert accounts["rtgone"]["slurm_associations"]
+        assert records[-1]["end"] is True
+
+        again = run.run("ailab-retention", "run", now="2026-08-02")
+        assert "deleted" not in again.stdout
+    finally:
+        run.cleanup()
+
+
+def test_no_manifest_means_no_deletion(sim, fe, throwaway):
+    home_root = sim.cluster.ceph.home_root
+
+    def unwritable_manifest(data):
+        data["users"] = throwaway["users"]
+        data["manifest_dir"] = "/etc/hostname/manifests"  # below a regular file: cannot be created
+
+    run = tool_run(sim, fe, unwritable_manifest)
+    try:
+        run.run("ailab-retention", "run", now="2026-07-30")
+        result = run.run("ailab-retention", "run", now="2026-08-01", check=False)
+        assert result.returncode == 2
+        assert "cannot create the deletion manifest in /etc/hostname/manifests" in result.stderr
+        assert "nothing was deleted" in result.stderr
+        for name in THROWAWAY:
+            assert sim.exec(fe, f"test -f {home_root}/{name}/data/w.bin").returncode == 0
+            assert sim.exec(fe, f"getent passwd {name}").returncode == 0
+        state = json.loads(sim.exec(fe, f"cat {shlex.quote(run.directory)}/retention.json").stdout)
+        assert state["cycles"]["2026"]["deleted"] == {}
+    finally:
+        run.cleanup()
