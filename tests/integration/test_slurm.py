@@ -273,6 +273,18 @@ def test_daemons_where_they_belong(sim, fe, ctl):
     assert "slurmdbd.service" in after
     for node in sim.cluster.compute:
         assert sim.exec(node.name, "systemctl is-active slurmd").stdout.strip() == "active", node.name
+    config = {
+        key.strip(): value.strip()
+        for key, _, value in (
+            line.partition(" = ") for line in sim.exec(fe, "scontrol show config").stdout.splitlines()
+        )
+        if value
+    }
+    assert config["EnforcePartLimits"] == "ALL"
+    assert config["TaskPlugin"] == "task/cgroup"
+    assert config["JobSubmitPlugins"] == "lua"
+    assert config["AccountingStorageEnforce"] == "associations,limits,qos"
+    assert config["HealthCheckProgram"] == "/usr/local/sbin/ailab-gpu-health"
 
 
 def test_one_munge_key_everywhere_and_private_on_the_controller(sim):
