@@ -192,6 +192,13 @@ def test_job_over_twelve_hours_is_refused_at_submission(sim, fe):
     assert "usage guideline 4" in result.stderr
 
 
+def test_partition_limit_refuses_long_jobs_even_where_job_submit_lua_does_not(sim, fe):
+    # root is exempt from job_submit.lua: EnforcePartLimits=ALL alone must still refuse a 13-hour job.
+    result = sim.exec(fe, "sbatch --chdir=/tmp --gres=gpu:1 --time=13:00:00 --wrap true", check=False)
+    assert result.returncode != 0, f"a 13-hour job was accepted: {result.stdout}"
+    assert "Requested time limit is invalid" in result.stderr
+
+
 def test_student_over_the_gpu_limit_is_held(sim, fe, ctl):
     limit = sim.cluster.policy.max_gpus_per_user
     sleeper = "#!/bin/bash\nsleep 300\n"
