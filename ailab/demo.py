@@ -10,6 +10,8 @@ import argparse
 import shlex
 import time
 
+from ailab.model import User
+
 DEMO_JOB = """#!/bin/bash
 #SBATCH --job-name=ailab-demo
 #SBATCH --gres=gpu:1
@@ -27,8 +29,24 @@ def demo_commands(job_dir: str) -> str:
         f"set -e; mkdir -p {job_dir}; cd {job_dir}; printf '%s' {quoted} > demo-job.sh; "
         "id=$(sbatch --parsable --wait demo-job.sh); "
         'echo "--- sbatch demo-job.sh: job $id finished; its output:"; cat slurm-$id.out; '
+        # slurmdbd completes a short job's record in steps (the partition can come a second later).
+        'for i in $(seq 20); do [ -n "$(sacct -j $id -X -n -P -o Partition)" ] && break; sleep 0.5; done; '
         "echo '--- sacct:'; sacct -j $id -X -n -o JobID,User,Partition,AllocTRES%40,State,Elapsed"
     )
+
+
+def demo_user(users: dict[str, User], requested: str | None) -> str:
+    """Who submits the demo job: ``requested`` if given, else the first student (a non-admin user)."""
+    if requested is not None:
+        if requested not in users:
+            raise ValueError(
+                f"--user {requested!r} is not in ailab_users; use one of: {', '.join(sorted(users))}"
+            )
+        return requested
+    students = sorted(name for name, user in users.items() if not user.admin)
+    if not students:
+        raise ValueError("ailab_users has no student (every user has admin: true); add one or pass --user")
+    return students[0]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -44,9 +62,10 @@ def run_demo(inventory: str, user: str | None = None) -> int:
         print("demo: the inventory needs a front-end and at least one user in ailab_users")
         return 2
     frontend = cluster.frontends[0].name
-    user = user or sorted(cluster.users)[0]
-    if user not in cluster.users:
-        print(f"demo: --user {user!r} is not in ailab_users; use one of: {', '.join(sorted(cluster.users))}")
+    try:
+        user = demo_user(cluster.users, user)
+    except ValueError as exc:
+        print(f"demo: {exc}")
         return 2
     from simulator.cli import render_status
 
@@ -70,5 +89,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     demo = sub.add_parser("demo", help="submit a GPU job as a student on the simulated front-end")
     add_inventory_arg(demo)
-    demo.add_argument("--user", help="which inventory user submits (default: the first)")
+    demo.add_argument("--user", help="which inventory user submits (default: the first student)")
     demo.set_defaults(func=cmd_demo)

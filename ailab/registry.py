@@ -12,6 +12,7 @@ COMMAND_GROUPS = (
     "ailab.stack_inventory:register",
     "ailab.retention:register",
     "ailab.maintenance:register",
+    "ailab.demo:register",
 )
 
 
