@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from ailab.ceph import mount_unit_name, quota_bytes
+from ailab.render import render_hosts
 from tests.integration.conftest import ROOT
 
 MY_ROLES = ("ceph_cluster", "cephfs_client", "user_dirs")
@@ -260,6 +261,9 @@ def test_storage_restart_keeps_the_data_and_every_mount_recovers(sim, layout):
             return True
 
         poll("the file is readable with the same bytes on every node", same_everywhere, timeout=420)
+        # Like a machine's disk, the restarted nodes kept what role common wrote into /etc/hosts.
+        for node in (storage, rebooted):
+            assert render_hosts(sim.cluster) in sim.exec(node, "cat /etc/hosts").stdout, node
         if with_slurm:
             poll(
                 f"slurmd active again on {rebooted}",
@@ -287,7 +291,7 @@ def test_second_converge_changed_none_of_the_ceph_tasks(converge_runs):
 def test_rerunning_the_ceph_plays_after_the_faults_changes_nothing(converge, layout, sim):
     """After everything above (writes, quota fill, storage and compute restarts), site.yml's CephFS plays
     (with its validation plays) are still a no-op.  (The whole site.yml's second run is checked by
-    test_common; a container restart makes Docker rewrite /etc/hosts, which role common then re-adds.)"""
+    test_common.)"""
     plays = yaml.safe_load((ROOT / "site.yml").read_text())
     wanted = [
         p

@@ -81,3 +81,27 @@ def test_sim_status_json_lists_every_node(sim):
     by_name = {row["node"]: row for row in rows}
     assert set(by_name) == set(sim.cluster.hosts)
     assert all(row["state"] == "running" for row in rows), rows
+
+
+def test_no_failed_systemd_unit_on_any_node(sim):
+    """A converged node runs clean: nothing left failed by a package install, a role or a restart."""
+    failed = {}
+    for name in sim.cluster.hosts:
+        units = sim.exec(name, "systemctl list-units --failed --plain --no-legend --no-pager").stdout.split(
+            "\n"
+        )
+        if any(u.strip() for u in units):
+            failed[name] = [u.split()[0] for u in units if u.strip()]
+    assert failed == {}, f"failed units: {failed}"
+
+
+def test_make_up_demo_runs_a_gpu_job_as_a_student(sim, capsys):
+    """The last step of `make up`: a student submits a GPU job on the front-end and sees their GPU."""
+    from ailab.demo import run_demo
+
+    assert run_demo(str(INVENTORY)) == 0
+    out = capsys.readouterr().out
+    student = sorted(u.name for u in sim.cluster.users.values() if not u.admin)[0]
+    assert f"as {student} on {sim.cluster.frontends[0].name}" in out
+    assert "CUDA_VISIBLE_DEVICES=0" in out and "GPU 0: " in out
+    assert " COMPLETED " in out
