@@ -87,7 +87,10 @@ def job_info(sim, ctl: str, job: str) -> dict[str, str]:
 def wait_done(sim, ctl: str, job: str, timeout: float = 90) -> dict[str, str]:
     return wait_for(
         f"job {job} to finish",
-        lambda: (info := job_info(sim, ctl, job)) and info["state"] in TERMINAL and info,
+        # slurmdbd fills a short job's record in steps: the partition can come a second after COMPLETED.
+        lambda: (
+            (info := job_info(sim, ctl, job)) and info["state"] in TERMINAL and info["partition"] and info
+        ),
         timeout,
     )
 
