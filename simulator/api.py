@@ -229,7 +229,9 @@ class Sim:
                             "ailab sim down && ailab sim up recreates it"
                         )
             for extra in self._extra_containers():
-                self.progress.say(f"    {extra}: not in the inventory any more (ailab sim down removes it)")
+                self.progress.say(
+                    f"    {extra}: not in the inventory any more (`ailab sim prune` removes it)"
+                )
         with self.progress.step("wait for systemd in every container"):
             self.wait_ready(list(self.cluster.hosts), timeout=timeout)
         result.seconds = time.monotonic() - start
@@ -314,6 +316,13 @@ class Sim:
                 result.volumes.append(volume)
             else:
                 result.warnings.append(f"volume {volume} kept: {removed.stderr.strip()}")
+        self._clean_cgroups(node_names, result)
+        for warning in result.warnings:
+            self.progress.say(f"warning: {warning}")
+        return result
+
+    def _clean_cgroups(self, node_names: set[str], result: DownResult) -> None:
+        """Remove the host cgroups Slurm left for ``node_names`` (those no other cluster's container uses)."""
         # A node name another prefix's cluster also uses: its slurmd may use the same host cgroup.
         shared = self._names_used_elsewhere(node_names)
         for name in sorted(n for n in shared if cgroups.leftover_roots(cgroups.CGROUP_ROOT, [n])):
@@ -336,6 +345,33 @@ class Sim:
             result.cgroups_removed, result.cgroups_busy = report.removed, report.busy
             for busy in report.busy:
                 result.warnings.append(f"cgroup {busy} kept: still busy (a process lives in it)")
+
+    def prune(self) -> DownResult:
+        """Remove the containers of this prefix whose host is no longer in the inventory (a retired node:
+        drain it and converge without it first), with their volumes and the host cgroups Slurm left."""
+        self.docker.ensure_available()
+        result = DownResult()
+        extras = self._extra_containers()
+        infos = self._inspect_containers(extras)
+        names = {
+            (i.get("Config", {}).get("Labels") or {}).get(plan.LABEL_HOST, "") for i in infos.values()
+        } - {""}
+        if not extras:
+            return result
+        with self.progress.step(f"remove {len(extras)} containers not in the inventory"):
+            self.docker.run(["rm", "--force", "--volumes", *extras], timeout=300)
+        result.containers = extras
+        selector = plan.prefix_filter(self.settings)
+        for volume in self.docker.ids("volume", selector):
+            labels = self.docker.inspect("volume", [volume])
+            host = ((labels[0].get("Labels") or {}) if labels else {}).get(plan.LABEL_HOST)
+            if host in names:
+                removed = self.docker.run(["volume", "rm", volume], check=False)
+                if removed.returncode == 0:
+                    result.volumes.append(volume)
+                else:
+                    result.warnings.append(f"volume {volume} kept: {removed.stderr.strip()}")
+        self._clean_cgroups(names, result)
         for warning in result.warnings:
             self.progress.say(f"warning: {warning}")
         return result

@@ -62,6 +62,16 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    result = _sim(args).prune()
+    names = ", ".join(result.containers) or "none"
+    print(
+        f"removed containers not in the inventory: {names}; {len(result.volumes)} volumes, "
+        f"{len(result.cgroups_removed)} leftover cgroups"
+    )
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     statuses = _sim(args).status()
     if args.json:
@@ -186,6 +196,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for systemd (default 300)")
     command("down", cmd_down, "remove the containers, network, volumes and host cgroups of this cluster")
+    command(
+        "prune",
+        cmd_prune,
+        "remove the containers of hosts no longer in the inventory (retired nodes: drain, converge first)",
+    )
     status = command("status", cmd_status, "one line per host: state, systemd, address, GPUs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     build = cmds.add_parser("build", help="build the images (content-hashed; a no-op when up to date)")

@@ -26,6 +26,7 @@ class FakeDocker(Docker):
         super().__init__("docker")
         self.calls: list[list[str]] = []
         self.containers = running or {}
+        self.volumes: dict[str, str] = {}  # volume name -> host label
         self.exec_result = subprocess.CompletedProcess([], 0, "", "")
 
     def ensure_available(self) -> str:
@@ -45,8 +46,14 @@ class FakeDocker(Docker):
                 out = "running\n"
             else:
                 return subprocess.CompletedProcess(args, self.exec_result.returncode, *self._exec_output())
+        elif args[:1] == ["ps"] and args[-1] == "{{.Names}}":
+            out = "".join(f"{n}\n" for n in self.containers)
         elif args[:1] == ["ps"]:
             out = ""
+        elif args[:2] == ["volume", "ls"]:
+            out = "".join(f"{v}\n" for v in self.volumes)
+        elif args[:2] == ["volume", "inspect"]:
+            out = json.dumps([{"Name": v, "Labels": {"ailab.sim.host": self.volumes[v]}} for v in args[2:]])
         return subprocess.CompletedProcess(args, code, out, "")
 
     def _exec_output(self):
@@ -176,3 +183,30 @@ def test_reconnect_only_when_disconnected(cluster):
     running["ailab-ctl01"]["NetworkSettings"]["Networks"] = {}
     assert sim.reconnect("ctl01") is True
     assert docker.calls[-1][:2] == ["network", "connect"]
+
+
+def test_prune_removes_only_containers_of_hosts_gone_from_the_inventory(cluster, tmp_path, monkeypatch):
+    running = all_running(cluster)
+    running["ailab-t4-09"] = container("ailab-t4-09", "t4-09")
+    sim, docker = make_sim(cluster, running)
+    docker.volumes = {"ailab-t4-09-scratch": "t4-09", "ailab-stor01-ceph": "stor01"}
+    cleaned: list[list[str]] = []
+    monkeypatch.setattr("simulator.cgroups.remove_leftovers", lambda names: cleaned.append(names) or Report())
+    result = sim.prune()
+    assert result.containers == ["ailab-t4-09"]
+    assert ["rm", "--force", "--volumes", "ailab-t4-09"] in docker.calls
+    assert result.volumes == ["ailab-t4-09-scratch"]
+    assert ["volume", "rm", "ailab-stor01-ceph"] not in docker.calls
+    assert cleaned == [["t4-09"]]
+
+
+def test_prune_with_nothing_extra_touches_nothing(cluster):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    assert sim.prune().containers == []
+    assert not [c for c in docker.calls if c[:1] == ["rm"] or c[:2] == ["volume", "rm"]]
+
+
+class Report:
+    def __init__(self):
+        self.removed: list = []
+        self.busy: list = []
