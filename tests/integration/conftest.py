@@ -31,6 +31,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.integration)
+    # Tests that change the cluster's shape run last: if one fails half-way, no other test sees the damage.
+    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
 
 
 def record_timing(name: str, seconds: float) -> None:

@@ -1,0 +1,165 @@
+"""Issue 7: adding a GPU node to the running cluster loses no job.
+
+Jobs run on the existing nodes; a T4 node is added to a COPY of the simulator's inventory; ``Sim(copy).up()``
+creates only its container; ``playbooks/add-nodes.yml`` (site.yml between job checks) configures it and
+makes the controller and every node learn it.  The old jobs keep running (same start time, no requeue) and
+complete; the new node becomes IDLE and runs a job.  Afterwards the node is removed the way an operator
+would (drain, converge the original inventory so slurmctld restarts without it, `ailab sim prune`), so the
+shared cluster is back as it was.  Marked ``lifecycle``: it runs after every other integration test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ailab.playbook import run_playbook
+from tests.integration.conftest import INVENTORY, explain, record_timing
+
+PLAYBOOK = "playbooks/add-nodes.yml"
+pytestmark = pytest.mark.lifecycle
+
+
+def free_address(sim) -> str:
+    subnet = ipaddress.ip_network(sim.cluster.sim.subnet)
+    used = {ipaddress.ip_address(h.address) for h in sim.cluster.hosts.values()}
+    hosts = list(subnet.hosts())[1:]  # the first is the gateway
+    return str(next(a for a in reversed(hosts) if a not in used))
+
+
+def new_node_name(sim) -> str:
+    t4 = sim.cluster.node_classes["compute_t4"]
+    index = len(t4.hosts) + 1
+    while f"t4-{index:02d}" in sim.cluster.hosts:
+        index += 1
+    return f"t4-{index:02d}"
+
+
+def copy_with_node(tmp_path: Path, name: str, address: str) -> Path:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY, inventory)
+    hosts_file = inventory / "hosts.yml"
+    data = yaml.safe_load(hosts_file.read_text())
+    compute = data["all"]["children"]["sim"]["children"]["compute"]["children"]
+    compute["compute_t4"]["hosts"][name] = {"ailab_address": address}
+    hosts_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return inventory
+
+
+def job_state(sim, node: str, job: str) -> str:
+    return sim.exec(node, f"sacct -nX -P --duplicates -j {job} -o State,Start,NodeList", check=False).stdout
+
+
+def wait_state(sim, node: str, job: str, want: str, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = job_state(sim, node, job)
+        if out.startswith(want) or time.monotonic() > deadline:
+            return out
+        time.sleep(3)
+
+
+@pytest.fixture
+def added(sim, tmp_path):
+    from simulator.api import Sim
+
+    name, address = new_node_name(sim), free_address(sim)
+    copy = copy_with_node(tmp_path, name, address)
+    bigger = Sim(copy)
+    jobs: list[str] = []
+    yield {"name": name, "inventory": copy, "sim": bigger, "jobs": jobs}
+    # Back to the shared cluster as it was: drain, converge without the node, remove its container.
+    ctl = sim.cluster.controllers[0].name
+    for job in jobs:  # only left if the test failed half-way
+        sim.exec(ctl, f"scancel {job}", check=False)
+    sim.exec(ctl, f"scontrol update NodeName={name} State=DRAIN Reason=test-cleanup", check=False)
+    sim.exec(ctl, f"scancel --nodelist={name}", check=False)
+    back = run_playbook(INVENTORY, "site.yml")
+    assert back.ok, f"converging the original inventory failed:\n{explain(back)}"
+    record_timing("remove_node_converge_seconds", back.seconds)
+    pruned = Sim(INVENTORY).prune()
+    assert pruned.containers == [bigger.container(name)], pruned
+    listed = sim.exec(ctl, "sinfo --noheader --Node --format=%N").stdout.split()
+    assert name not in listed, listed
+
+
+def test_adding_a_node_loses_no_job(sim, added):
+    fe, ctl = sim.cluster.frontends[0].name, sim.cluster.controllers[0].name
+    name = added["name"]
+    students = sorted(u.name for u in sim.cluster.users.values() if not u.admin)[:2]
+    # Each job runs until the test creates its release file (in the user's CephFS home), however long the
+    # playbook takes.
+    home_root = sim.cluster.ceph.home_root
+    release = f".add-node-release-{int(time.time())}"
+    wait = f"while [ ! -e {home_root}/$USER/{release} ]; do sleep 2; done"
+    jobs = [
+        sim.exec(
+            fe, f"sbatch --parsable --gres=gpu:1 --time=00:45:00 --wrap '{wait}'", user=user
+        ).stdout.strip()
+        for user in students
+    ]
+    added["jobs"].extend(jobs)
+    before = {job: wait_state(sim, ctl, job, "RUNNING", timeout=120) for job in jobs}
+    for job, state in before.items():
+        assert state.startswith("RUNNING|"), (job, state)
+
+    up = added["sim"].up()
+    assert up.created == [name], up
+    assert set(up.unchanged) >= set(sim.cluster.hosts), "existing containers must be left alone"
+
+    idle_at: list[float] = []
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def watch() -> None:
+        while not stop.is_set():
+            # One line per partition the node is in.
+            out = sim.exec(ctl, f"sinfo --noheader --Node --nodes={name} --format=%T", check=False).stdout
+            if set(out.split()) == {"idle"}:
+                idle_at.append(time.monotonic() - start)
+                return
+            stop.wait(5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    result = run_playbook(added["inventory"], PLAYBOOK)
+    seconds = time.monotonic() - start
+    watcher.join(timeout=120)
+    stop.set()
+    assert result.ok, explain(result)
+    assert idle_at, f"{name} never became IDLE"
+    record_timing("add_node_playbook_seconds", seconds)
+    record_timing("add_node_start_to_idle_seconds", idle_at[0])
+    print(f"\nadd node {name}: playbook {seconds:.0f}s, playbook start -> IDLE {idle_at[0]:.0f}s")
+
+    for job in jobs:
+        now = job_state(sim, ctl, job)
+        assert now.count("\n") == 1 and now.startswith("RUNNING|"), (job, now)
+        assert now.split("|")[1] == before[job].split("|")[1], f"job {job} restarted: {before[job]} -> {now}"
+    # Every node and the controller know the new node.
+    address = added["sim"].cluster.hosts[name].address
+    for host in added["sim"].cluster.hosts:
+        assert added["sim"].exec(host, f"getent hosts {name}", check=False).stdout.split()[:1] == [address], (
+            host
+        )
+
+    new_job = sim.exec(
+        fe,
+        f"sbatch --parsable --gres=gpu:1 --time=00:05:00 --nodelist={name} --wrap 'hostname'",
+        user=students[0],
+    ).stdout.strip()
+    finished = wait_state(sim, ctl, new_job, "COMPLETED", timeout=180)
+    assert finished.startswith("COMPLETED|") and finished.rstrip().endswith(f"|{name}"), finished
+    for user in students:
+        sim.exec(fe, f"touch {home_root}/{user}/{release}", user=user)
+    for job in jobs:
+        done = wait_state(sim, ctl, job, "COMPLETED", timeout=180)
+        assert done.count("\n") == 1 and done.startswith("COMPLETED|"), (job, done)
+    for user in students:
+        sim.exec(fe, f"rm -f {home_root}/{user}/{release}", user=user)
