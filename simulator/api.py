@@ -310,16 +310,19 @@ class Sim:
                 result.networks.append(network)
             else:
                 result.warnings.append(f"network {network} kept: {removed.stderr.strip()}")
-        for volume in self.docker.ids("volume", selector):
+        self._remove_volumes(self.docker.ids("volume", selector), result)
+        self._clean_cgroups(node_names, result)
+        for warning in result.warnings:
+            self.progress.say(f"warning: {warning}")
+        return result
+
+    def _remove_volumes(self, volumes: Iterable[str], result: DownResult) -> None:
+        for volume in volumes:
             removed = self.docker.run(["volume", "rm", volume], check=False)
             if removed.returncode == 0:
                 result.volumes.append(volume)
             else:
                 result.warnings.append(f"volume {volume} kept: {removed.stderr.strip()}")
-        self._clean_cgroups(node_names, result)
-        for warning in result.warnings:
-            self.progress.say(f"warning: {warning}")
-        return result
 
     def _clean_cgroups(self, node_names: set[str], result: DownResult) -> None:
         """Remove the host cgroups Slurm left for ``node_names`` (those no other cluster's container uses)."""
@@ -362,15 +365,9 @@ class Sim:
             self.docker.run(["rm", "--force", "--volumes", *extras], timeout=300)
         result.containers = extras
         selector = plan.prefix_filter(self.settings)
-        for volume in self.docker.ids("volume", selector):
-            labels = self.docker.inspect("volume", [volume])
-            host = ((labels[0].get("Labels") or {}) if labels else {}).get(plan.LABEL_HOST)
-            if host in names:
-                removed = self.docker.run(["volume", "rm", volume], check=False)
-                if removed.returncode == 0:
-                    result.volumes.append(volume)
-                else:
-                    result.warnings.append(f"volume {volume} kept: {removed.stderr.strip()}")
+        volumes = self.docker.inspect("volume", self.docker.ids("volume", selector))
+        retired = [v["Name"] for v in volumes if (v.get("Labels") or {}).get(plan.LABEL_HOST) in names]
+        self._remove_volumes(retired, result)
         self._clean_cgroups(names, result)
         for warning in result.warnings:
             self.progress.say(f"warning: {warning}")
