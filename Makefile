@@ -66,7 +66,7 @@ test: host venv lint
 	$(BIN)/pytest -q tests
 
 bench: host venv
-	$(BIN)/python -m ailab.bench -i $(INVENTORY)
+	$(BIN)/python -m ailab.bench -i $(INVENTORY) $(BENCH_ARGS)
 
 clean: down
 	rm -rf .cache

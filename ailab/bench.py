@@ -87,11 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-i", "--inventory", default="inventory/sim")
     parser.add_argument("--skip-cold", action="store_true", help="keep cached images (no cold build)")
     parser.add_argument("--json", default=str(ROOT / "bench-results.json"))
+    parser.add_argument("--force", action="store_true", help="remove an existing simulated cluster first")
     args = parser.parse_args(argv)
     inventory = Path(args.inventory)
     sim = Sim(inventory)
     result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
 
+    running = [s.name for s in sim.status() if s.state != "absent"]
+    if running and not args.force:
+        print(
+            f"bench: the simulated cluster of {inventory} exists ({', '.join(running)}); the bench removes "
+            "and rebuilds it. Run `make down` first, or pass --force (make bench BENCH_ARGS=--force).",
+            file=sys.stderr,
+        )
+        return 2
     sim.down()
     if not args.skip_cold:
         removed = remove_sim_images(LABEL_IMAGE)
@@ -113,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(5)  # let services settle before reading memory
     for status in sim.status():
         container_id = subprocess.run(
-            ["docker", "inspect", "-f", "{{.Id}}", sim.container(status.node)],
+            ["docker", "inspect", "-f", "{{.Id}}", status.container],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
-        result.ram_mib[status.node] = memory_of(container_id)
+        result.ram_mib[status.name] = memory_of(container_id)
     print(render_table(result))
     text = json.dumps(asdict(result), indent=2)
     print(text)
