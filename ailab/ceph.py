@@ -14,6 +14,8 @@ from ailab.model import Cluster
 GIB = 1024**3
 # The largest replica count the role chooses by itself; more copies than failure domains cannot be placed.
 MAX_AUTO_REPLICAS = 3
+# Ceph's default mds_reconnect_timeout: after an MDS (re)start, clients have this long to reconnect.
+MDS_RECONNECT_WINDOW = 45
 _SAFE_UNIT_CHAR = re.compile(r"[A-Za-z0-9:_.]")
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -154,3 +156,44 @@ def mon_addresses(mon_dump: Mapping[str, Any]) -> list[str]:
 def caps_differ(current: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
     """Whether an entity's caps (``ceph auth get --format json`` -> ``[0].caps``) differ from ``wanted``."""
     return {k: str(v) for k, v in current.items()} != dict(wanted)
+
+
+def mount_check_config(
+    mounts: Sequence[Mapping[str, Any]],
+    *,
+    client_name: str,
+    fs_name: str,
+    client: str,
+    interval: int,
+    probe_timeout: int,
+    hung_grace: int,
+    slurmd: bool,
+) -> dict[str, Any]:
+    """The settings of ``ailab-cephfs-check`` (roles/cephfs_client/files), the watchdog that keeps a node's
+    CephFS mounts usable: one entry per mount (``where`` and its mount unit) and the timings.
+
+    ``hung_grace`` counts from the first check that sees the metadata server up:active while a mount
+    hangs; it must outlast the MDS reconnect window, or a client still reconnecting would be aborted."""
+    if client not in ("fuse", "kernel"):
+        raise ValueError(f"ailab_ceph.client must be fuse or kernel, got {client!r}")
+    for name, value, least in (
+        ("cephfs_client_check_interval", interval, 1),
+        ("cephfs_client_probe_timeout", probe_timeout, 1),
+        ("cephfs_client_hung_grace", hung_grace, MDS_RECONNECT_WINDOW),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be a whole number of seconds, at least {least}, got {value!r}")
+    return {
+        "client_name": check_client_name(client_name),
+        "fs_name": fs_name,
+        "ceph_conf": "/etc/ceph/ceph.conf",
+        "interval": interval,
+        "probe_timeout": probe_timeout,
+        "hung_grace": hung_grace,
+        "cluster_timeout": 10,
+        "slurmd": bool(slurmd),
+        "mounts": [
+            {"where": str(m["where"]), "unit": mount_unit_name(str(m["where"])), "client": client}
+            for m in mounts
+        ],
+    }

@@ -7,6 +7,7 @@
 {{ groups['ceph'] | ailab_ceph_mon_hosts(3) }}              the monitor hosts
 {{ hostvars | ailab_home_dirs(groups, '/home', '0700') }}   one entry per inventory user
 {{ mon_dump_json | ailab_ceph_mon_addresses }}              mon_host entries
+{{ mounts | ailab_cephfs_check_config(...) }}               settings of the mount watchdog
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ def ailab_ceph_mon_addresses(mon_dump):
     return ceph.mon_addresses(mon_dump)
 
 
+def ailab_cephfs_check_config(
+    mounts, client_name, fs_name, client, interval, probe_timeout, hung_grace, slurmd
+):
+    return ceph.mount_check_config(
+        list(mounts),
+        client_name=str(client_name),
+        fs_name=str(fs_name),
+        client=str(client),
+        interval=int(interval),
+        probe_timeout=int(probe_timeout),
+        hung_grace=int(hung_grace),
+        slurmd=bool(slurmd),
+    )
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -86,5 +102,6 @@ class FilterModule:
                 ailab_ceph_client_name,
                 ailab_home_dirs,
                 ailab_ceph_mon_addresses,
+                ailab_cephfs_check_config,
             )
         }

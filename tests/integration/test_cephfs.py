@@ -282,6 +282,50 @@ def test_storage_restart_keeps_the_data_and_every_mount_recovers(sim, layout):
         sim.exec(fe, f"rm -f {path} {path}.after", user=alice.name, check=False, timeout=120)
 
 
+def test_a_client_that_hangs_for_good_is_aborted_and_mounted_again(sim, layout):
+    """A ceph-fuse client that stops answering while the cluster is healthy (here: frozen with SIGSTOP)
+    never comes back by itself.  The watchdog waits out its grace after seeing the MDS active, aborts the
+    FUSE connection (a process stuck in the mount gets an error instead of hanging forever) and mounts
+    again; slurmd keeps running."""
+    node = layout["compute"][0]
+    alice = layout["alice"]
+    fs_home = "/home"  # cephfs_client_fs_home_dir in inventory/sim
+    pattern = shlex.quote(f"^ceph-fuse .*--client_mountpoint={fs_home} ")
+    frozen = sim.exec(node, f"pgrep -f {pattern}").stdout.split()
+    assert len(frozen) == 1, frozen
+    grace = json.loads(sim.exec(node, "cat /etc/ceph/ailab-cephfs-check.json").stdout)["hung_grace"]
+    marker = f"/run/stuck-ls-{secrets.token_hex(4)}"
+    sim.exec(node, f"kill -STOP {frozen[0]}")
+    started = time.monotonic()
+    try:
+        # A process that touches the home now hangs; it must not hang forever.
+        sim.exec(
+            node,
+            f"setsid sh -c 'ls {home(layout, alice)} >/dev/null 2>&1; echo $? > {marker}' "
+            "</dev/null >/dev/null 2>&1 &",
+        )
+        time.sleep(3)
+        assert sim.exec(node, f"test -e {marker}", check=False).returncode != 0, "the mount did not hang"
+
+        def replaced():
+            now = sim.exec(node, f"pgrep -f {pattern}", check=False).stdout.split()
+            answers = sim.exec(node, f"timeout -s KILL 10 stat -t {layout['home_root']}/.", check=False)
+            return now and now != frozen and answers.returncode == 0
+
+        poll("a new client answering in place of the frozen one", replaced, timeout=grace + 150)
+        recovered = time.monotonic() - started
+        assert recovered >= grace, f"aborted after {recovered:.0f}s, before the {grace}s grace"
+        poll("the stuck process released", lambda: sim.exec(node, f"cat {marker}", check=False).stdout, 30)
+        log = sim.exec(node, "journalctl -u ailab-cephfs-check --no-pager -o cat -n 50").stdout
+        assert "the client missed its reconnect; aborting it and mounting again" in log, log
+        assert sim.exec(node, "systemctl is-active slurmd").stdout.strip() == "active"
+        write_random(sim, node, f"{home(layout, alice)}/after-abort", alice, size_kb=64)
+        print(f"frozen client replaced {recovered:.0f}s after it stopped answering (grace {grace}s)")
+    finally:
+        sim.exec(node, f"kill -CONT {frozen[0]} 2>/dev/null; rm -f {marker}", check=False)
+        sim.exec(node, f"rm -f {home(layout, alice)}/after-abort", user=alice.name, check=False, timeout=120)
+
+
 def test_second_converge_changed_none_of_the_ceph_tasks(converge_runs):
     _, second = converge_runs
     mine = [(task, host) for task, host in second.changed_tasks if task.split(" : ")[0] in MY_ROLES]

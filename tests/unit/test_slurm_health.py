@@ -3,20 +3,11 @@ nvidia-smi's output, reading the node's Slurm state, and drain/resume decisions.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_path = ROOT / "roles/slurm_compute/files/ailab-gpu-health"
-_loader = importlib.machinery.SourceFileLoader("ailab_gpu_health", str(_path))
-_spec = importlib.util.spec_from_loader("ailab_gpu_health", _loader)
-health = importlib.util.module_from_spec(_spec)
-sys.modules["ailab_gpu_health"] = health
-_loader.exec_module(health)
+from tests.unit.scripts import load_node_script
+
+health = load_node_script("roles/slurm_compute/files/ailab-gpu-health", "ailab_gpu_health")
 
 T4x2 = {"node": "t4-01", "model": "t4", "product": "Tesla T4", "count": 2, "reason_prefix": "gpu-health:"}
 ROW0 = "0, Tesla T4, 00000000:3B:00.0\n"
