@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.message
+import email.policy
 import email.utils
 import fcntl
 import json
@@ -177,6 +178,9 @@ class StateFile:
 # Mail ------------------------------------------------------------------------------------------------
 
 
+MAIL_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 @dataclass(frozen=True)
 class Mail:
     to: str
@@ -187,7 +191,9 @@ class Mail:
     tag: str = ""  # X-Ailab-Notice header: which event and notice, for filters and tests
 
     def message(self, now: dt.datetime | None = None) -> email.message.EmailMessage:
-        msg = email.message.EmailMessage()
+        # Headers stay on one line up to RFC 5322's 998 characters: the default 78 folds a long subject
+        # that starts with "[cluster]" right after "Subject:", which some mail readers show as empty.
+        msg = email.message.EmailMessage(policy=MAIL_POLICY)
         msg["From"] = self.sender
         msg["To"] = self.to
         msg["Subject"] = self.subject

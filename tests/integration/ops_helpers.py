@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import email.policy
 import json
 import mailbox as mailbox_module
 import shlex
@@ -20,14 +21,18 @@ TOOLS_CONFIG = "/etc/ailab/ops.json"
 
 
 def mailbox(sim, node: str, user: str) -> list[email.message.Message]:
-    """Every message in ``user``'s mbox on ``node`` (postfix local delivery: /var/mail/<user>)."""
+    """Every message in ``user``'s mbox on ``node`` (postfix local delivery: /var/mail/<user>), parsed as a
+    mail reader does (folded headers unfolded, encoded words decoded)."""
     text = sim.exec(node, f"cat /var/mail/{shlex.quote(user)} 2>/dev/null || true").stdout
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mbox"
         path.write_text(text)
         box = mailbox_module.mbox(path, create=False)
         try:
-            return [email.message_from_bytes(box.get_bytes(key)) for key in box.iterkeys()]
+            return [
+                email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+                for key in box.iterkeys()
+            ]
         finally:
             box.close()
 

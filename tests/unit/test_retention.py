@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
 import io
 import json
 import os
@@ -663,3 +664,14 @@ def test_leftovers_of_a_cycle_are_reported_for_a_year(tmp_path, today, reported)
     leftovers = [(s.user, s.state) for s in plan.statuses if s.user == "alice"]
     assert leftovers == ([("alice", "not-in-config")] if reported else [])
     assert plan.deletions == []
+
+
+def test_a_long_subject_stays_on_the_subject_line():
+    """A "[cluster] ..." subject of 77 characters (a long weekday and month name) is not folded away from
+    "Subject:" (Python's default 78-character fold did that; some mail readers then show no subject)."""
+    subject = "[test-cb2968aa] Scheduled maintenance on Wednesday 15 September 2027, 00:01-23:59"
+    mail = Mail(to="a@sim.test", subject=subject, body="text\n", sender="ailab <noreply@sim.test>")
+    raw = mail.message(dt.datetime(2026, 12, 2, 7, 14, tzinfo=dt.UTC)).as_bytes().decode()
+    assert f"\nSubject: {subject}\n" in raw
+    parsed = email.message_from_string(raw)  # compat32, as a simple filter would read it
+    assert parsed["Subject"] == subject
