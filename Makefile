@@ -63,7 +63,7 @@ integration: host venv
 
 # One pytest run over unit and integration tests, so its closing line counts everything.
 test: host venv lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 
 bench: host venv
 	$(BIN)/python -m ailab.bench -i $(INVENTORY) $(BENCH_ARGS)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ailab.playbook import PlaybookResult, run_playbook
 
@@ -33,6 +34,35 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
     # Tests that change the cluster's shape run last: if one fails half-way, no other test sees the damage.
     items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
+
+
+def site_plays(roles: set[str], name: str) -> Path:
+    """A playbook of site.yml's own plays: its validation plays (no roles, no facts) and every play that
+    applies one of ``roles``, in site.yml's order.  Written to .cache/<name>.yml; returns its path."""
+    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    wanted = [
+        p
+        for p in plays
+        if (p.get("gather_facts") is False and not p.get("roles"))
+        or any(r.get("role") in roles for r in p.get("roles", []))
+    ]
+    missing = roles - {r["role"] for p in wanted for r in p.get("roles", [])}
+    assert not missing, f"site.yml applies no role {sorted(missing)}"
+    path = ROOT / ".cache" / f"{name}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(wanted, sort_keys=False))
+    return path
+
+
+def roles_changed(result: PlaybookResult) -> set[str] | None:
+    """The roles whose tasks or handlers ``result`` changed; None when a change came from outside a role."""
+    roles = set()
+    for task, _ in result.changed_tasks:
+        role, sep, _ = task.partition(" : ")
+        if not sep:
+            return None
+        roles.add(role)
+    return roles
 
 
 def record_timing(name: str, seconds: float) -> None:

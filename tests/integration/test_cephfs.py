@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-import yaml
 
 from ailab.ceph import mount_unit_name, quota_bytes
 from ailab.render import render_hosts
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import site_plays
 
 MY_ROLES = ("ceph_cluster", "cephfs_client", "user_dirs")
 
@@ -336,17 +335,7 @@ def test_rerunning_the_ceph_plays_after_the_faults_changes_nothing(converge, lay
     """After everything above (writes, quota fill, storage and compute restarts), site.yml's CephFS plays
     (with its validation plays) are still a no-op.  (The whole site.yml's second run is checked by
     test_common.)"""
-    plays = yaml.safe_load((ROOT / "site.yml").read_text())
-    wanted = [
-        p
-        for p in plays
-        if (p.get("gather_facts") is False and not p.get("roles"))
-        or any(r.get("role") in MY_ROLES for r in p.get("roles", []))
-    ]
-    assert {r["role"] for p in wanted for r in p.get("roles", [])} == set(MY_ROLES)
-    playbook = ROOT / ".cache" / "cephfs-plays.yml"
-    playbook.parent.mkdir(parents=True, exist_ok=True)
-    playbook.write_text(yaml.safe_dump(wanted, sort_keys=False))
+    playbook = site_plays(set(MY_ROLES), "cephfs-plays")
     result = converge(str(playbook))
     assert result.ok, result.summary()
     assert result.changed == 0, f"the CephFS plays changed: {result.changed_tasks}"
