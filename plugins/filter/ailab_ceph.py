@@ -73,6 +73,11 @@ def ailab_ceph_mon_addresses(mon_dump):
     return ceph.mon_addresses(mon_dump)
 
 
+def _seconds(value):
+    """A whole number of seconds as the inventory gave it; digit strings (from -e key=value) count too."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
 def ailab_cephfs_check_config(
     mounts, client_name, fs_name, client, interval, probe_timeout, hung_grace, slurmd
 ):
@@ -81,9 +86,9 @@ def ailab_cephfs_check_config(
         client_name=str(client_name),
         fs_name=str(fs_name),
         client=str(client),
-        interval=int(interval),
-        probe_timeout=int(probe_timeout),
-        hung_grace=int(hung_grace),
+        interval=_seconds(interval),
+        probe_timeout=_seconds(probe_timeout),
+        hung_grace=_seconds(hung_grace),
         slurmd=bool(slurmd),
     )
 

@@ -73,3 +73,27 @@ def test_datasets_inside_the_homes_is_refused(check_playbook):
     out = run(check_playbook, "sim", ailab_ceph={**sim["ailab_ceph"], "datasets_path": "/ceph/home/datasets"})
     assert out.returncode != 0
     assert "must be neither inside nor above" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"cephfs_client_hung_grace": 30},
+            "cephfs_client_hung_grace must be a whole number of seconds, at least 45",
+        ),
+        (
+            {"cephfs_client_probe_timeout": "soon"},
+            "cephfs_client_probe_timeout must be a whole number of seconds",
+        ),
+    ],
+)
+def test_bad_watchdog_timings_stop_before_any_node_naming_the_variable(check_playbook, extra, message):
+    out = run(check_playbook, "sim", **extra)
+    assert out.returncode != 0
+    assert message in out.stdout, out.stdout[-2000:]
+
+
+def test_watchdog_timings_as_strings_of_digits_pass(check_playbook):
+    out = run(check_playbook, "sim", cephfs_client_hung_grace="120")
+    assert out.returncode == 0, out.stdout[-3000:]
