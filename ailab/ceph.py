@@ -186,11 +186,9 @@ def mount_check_config(
     return {
         "client_name": check_client_name(client_name),
         "fs_name": fs_name,
-        "ceph_conf": "/etc/ceph/ceph.conf",
         "interval": interval,
         "probe_timeout": probe_timeout,
         "hung_grace": hung_grace,
-        "cluster_timeout": 10,
         "slurmd": bool(slurmd),
         "mounts": [
             {"where": str(m["where"]), "unit": mount_unit_name(str(m["where"])), "client": client}

@@ -288,8 +288,7 @@ def test_a_client_that_hangs_for_good_is_aborted_and_mounted_again(sim, layout):
     again; slurmd keeps running."""
     node = layout["compute"][0]
     alice = layout["alice"]
-    fs_home = "/home"  # cephfs_client_fs_home_dir in inventory/sim
-    pattern = shlex.quote(f"^ceph-fuse .*--client_mountpoint={fs_home} ")
+    pattern = shlex.quote(f"^ceph-fuse .* {layout['home_root']} ")  # the client of the homes mount
     frozen = sim.exec(node, f"pgrep -f {pattern}").stdout.split()
     assert len(frozen) == 1, frozen
     grace = json.loads(sim.exec(node, "cat /etc/ceph/ailab-cephfs-check.json").stdout)["hung_grace"]
