@@ -230,6 +230,13 @@ class Cluster:
     projects: dict[str, Project]
     users: dict[str, User]
     sim: SimSettings | None = None
+    # Networks (CIDR) of the operators' machines and the Ansible controller.  The front-end refuses root
+    # logins from everywhere else (role sshd); root keeps key-only logins from these, so Ansible, which
+    # connects as root, can still converge the front-end after its first converge.
+    admin_networks: tuple[str, ...] = ()
+    # Where generated secrets live on the Ansible controller (munge key, Ceph keys; in a simulated
+    # inventory also Ansible's SSH key and the pinned host keys): ``ailab_secrets_dir``.
+    secrets_dir: str = ""
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))

@@ -43,6 +43,7 @@ CLUSTER_VARS = (
     "ailab_projects",
     "ailab_users",
     "ailab_sim",
+    "ailab_secrets_dir",
 )
 NODE_CLASS_PREFIX = f"{GROUP_COMPUTE}_"
 _OFFSET_RE = re.compile(r"^\s*(\d+)\s*(month|months|day|days)\s*$")
@@ -446,7 +447,7 @@ def build_cluster(
     cvars = cluster_vars(hostvars, problems)
 
     c = Reader(cvars["ailab_cluster"], "group_vars/all", "ailab_cluster", problems)
-    c.unknown_keys(("name", "domain", "timezone"))
+    c.unknown_keys(("name", "domain", "timezone", "admin_networks"))
     s = Reader(cvars["ailab_slurm"], "group_vars/all", "ailab_slurm", problems)
     s.unknown_keys(
         ("cluster_name", "def_mem_per_gpu_mb", "def_cpu_per_gpu", "def_mem_per_cpu_mb", "config_overrides")
@@ -525,5 +526,24 @@ def build_cluster(
         projects=parse_projects(cvars["ailab_projects"], problems),
         users=parse_users(cvars["ailab_users"], problems),
         sim=sim,
+        admin_networks=c.string_list("admin_networks"),
+        secrets_dir=_secrets_dir(cvars["ailab_secrets_dir"], problems),
     )
     return cluster, problems
+
+
+def _secrets_dir(value: Any, problems: list[Problem]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.startswith("/"):
+        problems.append(
+            Problem(
+                "group_vars/all",
+                "ailab_secrets_dir",
+                f"{value!r} is not an absolute path",
+                "set ailab_secrets_dir in group_vars/all/cluster.yml to an absolute directory on the Ansible "
+                "controller, e.g. /root/.local/share/ailab/<cluster>",
+            )
+        )
+        return ""
+    return value

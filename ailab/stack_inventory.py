@@ -50,6 +50,13 @@ CONNECTION_VARS = (
     "ansible_user",
     "ansible_become",
     "ansible_ssh_common_args",
+    "ansible_ssh_private_key_file",
+    "ansible_python_interpreter",
+)
+# The cloud's secrets live under its cluster name (the simulator's path names its container prefix).
+CLOUD_SECRETS_DIR = (
+    "{{ lookup('env', 'AILAB_SECRETS_DIR') or (lookup('env', 'HOME') ~ '/.local/share/ailab/' ~ "
+    "ailab_cluster.name) }}"
 )
 OSD_DEVICES_VAR = "ceph_cluster_osd_devices"  # roles/ceph_cluster: block devices to make OSDs of
 YAML_WIDTH = 4096  # never fold long values (templates) across lines
@@ -239,6 +246,8 @@ def transform_group_vars(
             changed = True
     if "ailab_sim" in data:
         del data["ailab_sim"]  # simulator-only: the cloud has its own network
+        if "ailab_secrets_dir" in data:
+            data["ailab_secrets_dir"] = CLOUD_SECRETS_DIR
         changed = True
     if outputs.storage_managed and isinstance(data.get("ailab_ceph"), dict):
         ceph = dict(data["ailab_ceph"])

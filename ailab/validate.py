@@ -43,6 +43,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_storage,
         check_sim,
         check_slurm,
+        check_admin_access,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -502,6 +503,72 @@ def check_sim(cluster: Cluster) -> list[Problem]:
                     f"{host.address} is not a usable address in the simulator's subnet {subnet} "
                     f"({gateway} is the gateway)",
                     f"pick a free address in {subnet}",
+                )
+            )
+    return out
+
+
+def admin_networks(cluster: Cluster) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``ailab_cluster.admin_networks`` as networks (entries that do not parse are left out)."""
+    out = []
+    for text in cluster.admin_networks:
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def check_admin_access(cluster: Cluster) -> list[Problem]:
+    """The front-end refuses root logins except from ``admin_networks`` (role sshd): without them the
+    converge that applies that rule would lock Ansible, which connects as root, out of the front-end."""
+    where, key = "group_vars/all", "ailab_cluster.admin_networks"
+    if not cluster.admin_networks:
+        return [
+            Problem(
+                where,
+                key,
+                "is empty: the front-end refuses root logins from every other address, so after the first "
+                "converge Ansible (which logs in as root) could no longer reach it",
+                "list the Ansible controller's and operators' addresses, e.g. admin_networks: [10.70.0.5/32]",
+            )
+        ]
+    out = []
+    for i, text in enumerate(cluster.admin_networks):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            out.append(
+                Problem(
+                    where,
+                    f"{key}[{i}]",
+                    f"{text!r} is not an address or network",
+                    "write an address or CIDR, e.g. 10.70.0.5/32 or 10.70.0.0/28",
+                )
+            )
+            continue
+        if net.prefixlen == 0:
+            out.append(
+                Problem(
+                    where,
+                    f"{key}[{i}]",
+                    f"{text} is every address: root could log in to the front-end from anywhere",
+                    "name only the Ansible controller's and operators' addresses, e.g. 10.70.0.5/32",
+                )
+            )
+    if cluster.sim is not None:
+        try:
+            gateway = next(ipaddress.ip_network(cluster.sim.subnet).hosts())
+        except ValueError:
+            return out
+        if not any(gateway in net for net in admin_networks(cluster)):
+            out.append(
+                Problem(
+                    where,
+                    key,
+                    f"does not contain {gateway}, the address the simulator's Ansible controller (this "
+                    f"machine) has on {cluster.sim.subnet}",
+                    f"add {gateway}/32 to admin_networks",
                 )
             )
     return out

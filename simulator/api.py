@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ailab.model import Cluster, Host
-from simulator import cgroups, hostcheck, images, plan
+from simulator import cgroups, hostcheck, images, plan, ssh
 from simulator.docker import Docker
 from simulator.errors import SimError
 from simulator.nodeconfig import FAILED_DIR, config_tar, gpu_count, node_config
@@ -234,8 +234,41 @@ class Sim:
                 )
         with self.progress.step("wait for systemd in every container"):
             self.wait_ready(list(self.cluster.hosts), timeout=timeout)
+        with self.progress.step("SSH: authorize Ansible's key, pin every host key"):
+            self.pin_ssh(list(self.cluster.hosts))
         result.seconds = time.monotonic() - start
         return result
+
+    def pin_ssh(self, nodes: Sequence[str]) -> ssh.SshFiles:
+        """What a provisioner does for a real machine: put the controller's public key in root's
+        authorized_keys and record the host's key, so Ansible connects over SSH with strict host key
+        checking (``inventory/sim/group_vars/sim.yml``).  Idempotent; returns where the files are."""
+        files = ssh.ssh_files(self.cluster)
+        key = ssh.ensure_key(files, f"ansible@{self.settings.prefix} (ailab simulator controller)")
+        script = (
+            'install -d -m 0700 /root/.ssh && touch "$2" && chmod 0600 "$2" '
+            '&& { grep -qxF "$1" "$2" || printf "%s\\n" "$1" >> "$2"; } && cat "$3"'
+        )
+        host_keys = {}
+        for node in nodes:
+            result = self.docker.run(
+                ["exec", self._require_running(node), "sh", "-c", script, "sh", key, ssh.AUTHORIZED_KEYS,
+                 ssh.HOST_KEY],
+                check=False,
+                timeout=30,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise SimError(
+                    f"{node}: could not authorize the controller key or read {ssh.HOST_KEY}: "
+                    f"{result.stderr.strip() or result.stdout.strip()}",
+                    f"ailab sim exec {node} -- systemctl status ailab-sim-ssh-keygen ssh",
+                )
+            host_keys[node] = result.stdout
+        old = files.known_hosts.read_text() if files.known_hosts.exists() else ""
+        ssh.write_known_hosts(
+            files, ssh.merge_known_hosts(old, ssh.known_hosts_text(self.cluster, host_keys))
+        )
+        return files
 
     def _create(self, host: Host, image: str) -> None:
         for volume, _ in plan.volumes(self.settings, host):

@@ -27,7 +27,12 @@ T4 = {
 A40 = {**T4, "gpu": {"model": "a40", "count": 4}}
 
 CLUSTER_WIDE: dict[str, Any] = {
-    "ailab_cluster": {"name": "test", "domain": "example.org", "timezone": "Europe/Copenhagen"},
+    "ailab_cluster": {
+        "name": "test",
+        "domain": "example.org",
+        "timezone": "Europe/Copenhagen",
+        "admin_networks": ["10.0.0.5/32"],
+    },
     "ailab_policy": {"max_job_time": "12:00:00", "default_job_time": "01:00:00"},
     "ailab_slurm": {"def_mem_per_gpu_mb": 16000, "def_cpu_per_gpu": 4},
     "ailab_ceph": {"managed": False, "monitors": ["10.0.9.1"]},
@@ -293,7 +298,9 @@ def test_classification_levels_outside_model():
 
 def test_bad_time_zone():
     groups, hostvars = good()
-    set_all(hostvars, "ailab_cluster", {"name": "x", "timezone": "Europe/Aalborg"})
+    set_all(
+        hostvars, "ailab_cluster", {"name": "x", "timezone": "Europe/Aalborg", "admin_networks": ["10.0.0.5"]}
+    )
     only(problems_of(groups, hostvars), "ailab_cluster.timezone", "IANA")
 
 
@@ -400,3 +407,46 @@ def test_notice_offsets(offset, event, expected):
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
     assert format_duration(seconds) == text
+
+
+def with_cluster(hostvars, **changes):
+    value = {**hostvars["fe"]["ailab_cluster"], **changes}
+    set_all(hostvars, "ailab_cluster", value)
+
+
+@pytest.mark.parametrize(
+    ("networks", "needles"),
+    [
+        (None, ("ailab_cluster.admin_networks: is empty", "could no longer reach it", "Ansible controller")),
+        ([], ("ailab_cluster.admin_networks: is empty", "e.g. admin_networks: [10.70.0.5/32]")),
+        (["10.0.0.300"], ("admin_networks[0]: '10.0.0.300' is not an address", "e.g. 10.70.0.5/32")),
+        (["0.0.0.0/0"], ("admin_networks[0]: 0.0.0.0/0 is every address", "only the Ansible")),
+    ],
+)
+def test_admin_networks_keep_ansible_able_to_reach_the_front_end(networks, needles):
+    """The front-end refuses root except from admin_networks: empty would lock the next converge out."""
+    groups, hostvars = good()
+    value = dict(hostvars["fe"]["ailab_cluster"])
+    if networks is None:
+        del value["admin_networks"]
+    else:
+        value["admin_networks"] = networks
+    set_all(hostvars, "ailab_cluster", value)
+    only(problems_of(groups, hostvars), *needles)
+
+
+def test_simulator_admin_networks_hold_its_gateway():
+    groups, hostvars = good()
+    set_all(hostvars, "ailab_sim", {"prefix": "t", "network": "t", "subnet": "10.0.0.0/24"})
+    for host, hv in hostvars.items():
+        hv["ailab_address"] = f"10.0.0.{10 + sorted(hostvars).index(host)}"
+    with_cluster(hostvars, admin_networks=["10.0.0.5/32"])
+    only(problems_of(groups, hostvars), "does not contain 10.0.0.1", "add 10.0.0.1/32 to admin_networks")
+    with_cluster(hostvars, admin_networks=["10.0.0.0/30"])
+    assert problems_of(groups, hostvars) == []
+
+
+def test_secrets_dir_must_be_absolute():
+    groups, hostvars = good()
+    set_all(hostvars, "ailab_secrets_dir", "relative/dir")
+    only(problems_of(groups, hostvars), "ailab_secrets_dir: 'relative/dir' is not an absolute path", "/root/")

@@ -22,7 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 T4 = {"sockets": 2, "cores_per_socket": 16, "threads_per_core": 1, "memory_mb": 257000}
 BASE: dict[str, Any] = {
-    "ailab_cluster": {"name": "test", "domain": "example.org", "timezone": "Europe/Copenhagen"},
+    "ailab_cluster": {
+        "name": "test",
+        "domain": "example.org",
+        "timezone": "Europe/Copenhagen",
+        "admin_networks": ["10.0.0.5/32"],
+    },
     "ailab_policy": {"max_job_time": "12:00:00", "default_job_time": "01:00:00", "max_gpus_per_user": 4},
     "ailab_slurm": {
         "cluster_name": "testcl",
