@@ -2,6 +2,7 @@
 
 - ``sim``: a :class:`simulator.api.Sim` whose cluster is up and converged (site.yml run twice).
 - ``converge_runs``: the two :class:`ailab.playbook.PlaybookResult` of that converge.
+- ``session_cluster``: whether this run created the cluster (``fresh``) or reuses a running one.
 - ``converge``: run site.yml (or another playbook) again, e.g. after a test changed the inventory.
 
 Environment: ``AILAB_SIM_INVENTORY`` (default inventory/sim) picks the simulated inventory;
@@ -14,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,23 +79,50 @@ def explain(result: PlaybookResult, lines: int = 60) -> str:
     return f"{result.summary()} (full log: {result.log})\n{tail}"
 
 
+@dataclass(frozen=True)
+class SessionCluster:
+    """What the run found before it brought the cluster up (see :func:`session_start`)."""
+
+    fresh: bool  # no container of the inventory existed: this run creates (and converges) every node
+    keep: bool  # the cluster stays after the run
+
+
+def session_start(states: Sequence[str], keep_env: bool) -> SessionCluster:
+    """``states``: the Docker state of each inventory host's container before the run (``absent`` when it
+    has none).  A cluster that was fully running (e.g. after ``make up``) is reused and kept; one the run
+    creates is removed at the end unless AILAB_KEEP_SIM is set.  Only a run that created every container
+    may expect its first converge to change something."""
+    return SessionCluster(
+        fresh=all(s == "absent" for s in states),
+        keep=keep_env or (bool(states) and all(s == "running" for s in states)),
+    )
+
+
 @pytest.fixture(scope="session")
-def _sim_up():
+def session_cluster() -> SessionCluster:
+    from simulator.api import Sim
+
+    return session_start([s.state for s in Sim(INVENTORY).status()], bool(os.environ.get("AILAB_KEEP_SIM")))
+
+
+@pytest.fixture(scope="session")
+def _sim_up(session_cluster):
     from simulator.api import Sim
 
     sim = Sim(INVENTORY)
-    already_running = all(s.state == "running" for s in sim.status())
     start = time.monotonic()
     sim.up()
     record_timing("sim_up_seconds", time.monotonic() - start)
     yield sim
-    if os.environ.get("AILAB_KEEP_SIM") or already_running:
+    if session_cluster.keep:
         return
     sim.down()
 
 
 @pytest.fixture(scope="session")
 def converge_runs(_sim_up) -> list[PlaybookResult]:
+    """site.yml twice: the first brings the cluster to the inventory (on a reused cluster it may have
+    nothing to do), the second must change nothing."""
     first = run_playbook(INVENTORY, "site.yml")
     record_timing("converge_first_seconds", first.seconds)
     assert first.ok, f"site.yml failed on the simulator:\n{explain(first)}"

@@ -133,6 +133,8 @@ def test_adding_a_node_loses_no_job(sim, added):
     watcher.join(timeout=120)
     stop.set()
     assert result.ok, explain(result)
+    # A brand-new node is where "the first converge does real work" is always true (test_common).
+    assert result.recap[name].changed > 0, f"converging the new node {name} changed nothing"
     assert idle_at, f"{name} never became IDLE"
     record_timing("add_node_playbook_seconds", seconds)
     record_timing("add_node_start_to_idle_seconds", idle_at[0])
