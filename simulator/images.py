@@ -4,8 +4,10 @@ went into them, so an unchanged tree builds nothing.
 * base (``ailab-sim/base:<hash>``): ``mmdebstrap --variant=minbase`` of Debian with systemd and what
   Ansible needs, from the host's own apt sources, piped into ``docker import``;
 * node (``ailab-sim/node:<hash>``): ``docker build`` of simulator/image/Dockerfile on top: the nvidia-smi
-  stand-in, the GPU device unit, masked time-sync/update/telemetry units, and the role packages
-  pre-downloaded into /var/cache/apt/archives.
+  stand-in, the GPU device unit, masked time-sync/update/telemetry units, and every package the roles
+  install (packages-roles.txt, kept equal to the roles' own lists by :func:`role_packages` and a unit
+  test) installed with their services disabled, so a converge finds them and starts only what its roles
+  start.  The roles still install them on a bare Debian 12.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from simulator.docker import Docker
 from simulator.errors import SimError
@@ -39,6 +45,54 @@ def read_package_list(text: str) -> tuple[str, ...]:
         if name:
             names.append(name)
     return tuple(names)
+
+
+ROLES_DIR = Path(__file__).resolve().parent.parent / "roles"
+_VAR_RE = re.compile(r"^\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}$")
+_LITERAL_RE = re.compile(r"'([a-z0-9][a-z0-9.+-]+)'")
+# Packages a role installs only on real hardware (the simulator's fake GPUs need no driver).
+HARDWARE_ONLY_VARS = ("slurm_compute_nvidia_packages",)
+
+
+def _tasks(node: Any) -> Iterator[dict[str, Any]]:
+    """Every task of a task file, blocks opened."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _tasks(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in ("block", "rescue", "always"):
+            if key in node:
+                yield from _tasks(node[key])
+
+
+def role_packages(roles_dir: Path = ROLES_DIR) -> dict[str, set[str]]:
+    """Role -> the Debian packages its apt tasks install (``state`` present), from the role's own task files
+    and defaults: literal names, ``{{ var }}`` lists from defaults, and quoted names in an expression."""
+    out: dict[str, set[str]] = {}
+    for role in sorted(p for p in roles_dir.iterdir() if (p / "tasks").is_dir()):
+        defaults_file = role / "defaults" / "main.yml"
+        defaults = (yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() else {}
+        names: set[str] = set()
+        for tasks_file in sorted((role / "tasks").glob("*.yml")):
+            for task in _tasks(yaml.safe_load(tasks_file.read_text())):
+                apt = task.get("ansible.builtin.apt")
+                if not isinstance(apt, dict) or apt.get("state", "present") == "absent" or "name" not in apt:
+                    continue
+                value = apt["name"]
+                for item in value if isinstance(value, list) else [value]:
+                    match = _VAR_RE.match(str(item).strip())
+                    if match and match[1] in HARDWARE_ONLY_VARS:
+                        continue
+                    if match and isinstance(defaults.get(match[1]), list):
+                        names.update(str(n) for n in defaults[match[1]])
+                    elif "{{" in str(item):
+                        names.update(_LITERAL_RE.findall(str(item)))
+                    else:
+                        names.add(str(item))
+        if names:
+            out[role.name] = names
+    return out
 
 
 def apt_source_files(root: Path = Path("/")) -> list[Path]:
