@@ -46,9 +46,12 @@ class Hardware:
     sockets: int
     cores_per_socket: int
     threads_per_core: int
-    memory_mb: int
+    memory_mb: int  # Slurm's RealMemory (MiB): what jobs may use, a little below what is installed
     cpu_model: str = ""
     gpu: Gpu | None = None
+    # The RAM the machine has (GiB, as its datasheet says: 256, 768, ...); what the user docs show.  None: the
+    # docs fall back to memory_mb.  memory_mb may not exceed memory_installed_gb * 1024.
+    memory_installed_gb: int | None = None
 
     @property
     def cpus(self) -> int:

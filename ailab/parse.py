@@ -195,7 +195,16 @@ def parse_offset(text: Any) -> NoticeOffset | None:
 def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
     r = Reader(raw, where, "ailab_hardware", problems)
     r.unknown_keys(
-        ("sockets", "cores_per_socket", "threads_per_core", "cpus", "memory_mb", "cpu_model", "gpu")
+        (
+            "sockets",
+            "cores_per_socket",
+            "threads_per_core",
+            "cpus",
+            "memory_mb",
+            "memory_installed_gb",
+            "cpu_model",
+            "gpu",
+        )
     )
     hardware = Hardware(
         sockets=r.integer("sockets", 1, minimum=1, required=True),
@@ -204,6 +213,9 @@ def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
         memory_mb=r.integer("memory_mb", 1024, minimum=1, required=True),
         cpu_model=r.string("cpu_model", ""),
         gpu=None,
+        memory_installed_gb=r.integer("memory_installed_gb", minimum=1)
+        if r.has("memory_installed_gb")
+        else None,
     )
     if r.has("cpus"):
         declared = r.integer("cpus", hardware.cpus)

@@ -199,6 +199,18 @@ def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
             )
         ]
     out = []
+    installed = hw.memory_installed_gb
+    if installed is not None and installed >= 1 and hw.memory_mb > installed * 1024:
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware.memory_mb",
+                f"{hw.memory_mb} MB is more than the {installed} GB installed "
+                f"(ailab_hardware.memory_installed_gb: {installed * 1024} MB); slurmd would drain the node",
+                f"set memory_mb to at most {installed * 1024} (a little less leaves room for the OS), "
+                "or correct memory_installed_gb to the RAM the machine has",
+            )
+        )
     if hw.gpu is None:
         out.append(
             Problem(
