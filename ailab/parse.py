@@ -45,6 +45,11 @@ CLUSTER_VARS = (
     "ailab_sim",
 )
 NODE_CLASS_PREFIX = f"{GROUP_COMPUTE}_"
+# The yearly deletion day must exist every year (a 29 February would skip three years in four).
+DATE_IN_EVERY_YEAR_FIX = (
+    "pick a day that exists in every year: 1-28 in February, 1-30 in April, June, September and November, "
+    "1-31 otherwise (e.g. month: 8, day: 1)"
+)
 _OFFSET_RE = re.compile(r"^\s*(\d+)\s*(month|months|day|days)\s*$")
 
 
@@ -79,30 +84,51 @@ class Reader:
             if key not in allowed:
                 self.problem(str(key), "unknown field", f"remove it or use one of: {', '.join(allowed)}")
 
-    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+    def string(
+        self, key: str, default: str | None = None, *, required: bool = False, example: str = ""
+    ) -> str:
         value = self.data.get(key)
+        example = example or default or ""
+        like = f', e.g. {key}: "{example}"' if example else ""
         if value is None:
             if required:
-                self.problem(key, "is missing", f"set {key}")
+                self.problem(key, "is missing", f"set {key}{like}")
             return default if default is not None else ""
         if not isinstance(value, str) or not value.strip():
-            self.problem(key, f"must be a non-empty string, got {value!r}", f"set {key} to a string")
+            self.problem(
+                key,
+                f"must be a non-empty string, got {value!r}",
+                f"write {key} as a non-empty string in quotes{like}",
+            )
             return default if default is not None else ""
         return value.strip()
 
     def integer(
-        self, key: str, default: int | None = None, *, minimum: int | None = None, required: bool = False
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        minimum: int | None = None,
+        required: bool = False,
+        example: int | None = None,
     ) -> int:
         value = self.data.get(key)
+        if example is None:
+            example = default if default is not None else minimum
+        like = f", e.g. {key}: {example}" if example is not None else ""
         if value is None:
             if required or default is None:
-                self.problem(key, "is missing", f"set {key} to a whole number")
+                self.problem(key, "is missing", f"set {key} to a whole number{like}")
             return default if default is not None else 0
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 value = int(value)
             else:
-                self.problem(key, f"must be a whole number, got {value!r}", f"set {key} to a whole number")
+                self.problem(
+                    key,
+                    f"must be a whole number, got {value!r}",
+                    f"write {key} as a whole number without quotes or units{like}",
+                )
                 return default if default is not None else 0
         if minimum is not None and value < minimum:
             self.problem(key, f"is {value}, below the minimum {minimum}", f"set {key} to {minimum} or more")
@@ -149,7 +175,11 @@ class Reader:
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                self.problem(f"{key}[{i}]", f"must be a non-empty string, got {item!r}", "fix the entry")
+                self.problem(
+                    f"{key}[{i}]",
+                    f"must be a non-empty string, got {item!r}",
+                    "write the entry as a non-empty string in quotes, or remove it",
+                )
             else:
                 out.append(item.strip())
         return tuple(out)
@@ -164,7 +194,12 @@ class Reader:
         out = []
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, int):
-                self.problem(f"{key}[{i}]", f"must be a whole number, got {item!r}", "fix the entry")
+                self.problem(
+                    f"{key}[{i}]",
+                    f"must be a whole number, got {item!r}",
+                    "write the entry as a whole number without quotes, e.g. "
+                    + (str(default[0]) if default else "1"),
+                )
             else:
                 out.append(item)
         return tuple(out)
@@ -207,13 +242,13 @@ def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
         )
     )
     hardware = Hardware(
-        sockets=r.integer("sockets", 1, minimum=1, required=True),
-        cores_per_socket=r.integer("cores_per_socket", 1, minimum=1, required=True),
+        sockets=r.integer("sockets", 1, minimum=1, required=True, example=2),
+        cores_per_socket=r.integer("cores_per_socket", 1, minimum=1, required=True, example=16),
         threads_per_core=r.integer("threads_per_core", 1, minimum=1),
-        memory_mb=r.integer("memory_mb", 1024, minimum=1, required=True),
-        cpu_model=r.string("cpu_model", ""),
+        memory_mb=r.integer("memory_mb", 1024, minimum=1, required=True, example=257000),
+        cpu_model=r.string("cpu_model", "", example="2x AMD EPYC 7302 16-core"),
         gpu=None,
-        memory_installed_gb=r.integer("memory_installed_gb", minimum=1)
+        memory_installed_gb=r.integer("memory_installed_gb", minimum=1, example=256)
         if r.has("memory_installed_gb")
         else None,
     )
@@ -230,9 +265,9 @@ def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
     if r.has("gpu"):
         g = r.child("gpu")
         g.unknown_keys(("model", "count", "memory_gb"))
-        raw_model = g.string("model", required=True)
+        raw_model = g.string("model", required=True, example="t4")
         model = raw_model.lower()
-        count = g.integer("count", 0, required=True)
+        count = g.integer("count", 0, required=True, example=6)
         if count < 1:
             g.problem(
                 "count",
@@ -295,7 +330,7 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
     try:
         dt.date(2001, month, day)  # a non-leap year: 29 February would skip three years in four
     except ValueError:
-        d.problem("day", f"month {month} day {day} is not a date in every year", "use a valid month and day")
+        d.problem("day", f"month {month} day {day} is not a date in every year", DATE_IN_EVERY_YEAR_FIX)
         month, day = 8, 1
     deletion = DeletionPolicy(month=month, day=day, notices=tuple(notices))
 
@@ -319,8 +354,8 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
         maintenance_notice_days=r.int_list("maintenance_notice_days", defaults.maintenance_notice_days),
         login_limits=login,
         default_quota_gb=r.integer("default_quota_gb", defaults.default_quota_gb, minimum=1),
-        extension_url=r.string("extension_url", ""),
-        support_email=r.string("support_email", ""),
+        extension_url=r.string("extension_url", "", example="https://forms.example.org/extension"),
+        support_email=r.string("support_email", "", example="support@example.org"),
     )
 
 
@@ -330,7 +365,12 @@ def parse_users(raw: Any, problems: list[Problem]) -> dict[str, User]:
         return users
     if not isinstance(raw, list):
         problems.append(
-            Problem("group_vars/all", "ailab_users", "must be a list", "write one entry per user")
+            Problem(
+                "group_vars/all",
+                "ailab_users",
+                "must be a list",
+                "write it as a YAML list, one entry per user (- name: ab12cd ...)",
+            )
         )
         return users
     fields = (
@@ -351,13 +391,13 @@ def parse_users(raw: Any, problems: list[Problem]) -> dict[str, User]:
         r = Reader(entry, where, f"ailab_users[{i}]", problems)
         r.unknown_keys(fields)
         user = User(
-            name=r.string("name", required=True),
-            uid=r.integer("uid", 0, required=True),
-            gid=r.integer("gid", 0, required=True),
-            full_name=r.string("full_name", ""),
-            email=r.string("email", ""),
-            project=r.string("project", ""),
-            quota_gb=r.integer("quota_gb", minimum=1) if r.has("quota_gb") else None,
+            name=r.string("name", required=True, example="ab12cd"),
+            uid=r.integer("uid", 0, required=True, example=200101),
+            gid=r.integer("gid", 0, required=True, example=200101),
+            full_name=r.string("full_name", "", example="Anna Bech"),
+            email=r.string("email", "", example="ab12cd@student.example.org"),
+            project=r.string("project", "", example="cs-ml-2026"),
+            quota_gb=r.integer("quota_gb", minimum=1, example=200) if r.has("quota_gb") else None,
             ssh_keys=r.string_list("ssh_keys"),
             extension_until=r.date("extension_until"),
             admin=r.boolean("admin", False),
@@ -375,13 +415,21 @@ def parse_projects(raw: Any, problems: list[Problem]) -> dict[str, Project]:
         return projects
     if not isinstance(raw, list):
         problems.append(
-            Problem("group_vars/all", "ailab_projects", "must be a list", "write one entry per project")
+            Problem(
+                "group_vars/all",
+                "ailab_projects",
+                "must be a list",
+                "write it as a YAML list, one entry per project (- name: cs-ml-2026 ...)",
+            )
         )
         return projects
     for i, entry in enumerate(raw):
         r = Reader(entry, "group_vars/all", f"ailab_projects[{i}]", problems)
         r.unknown_keys(("name", "description"))
-        project = Project(name=r.string("name", required=True), description=r.string("description", ""))
+        project = Project(
+            name=r.string("name", required=True, example="cs-ml-2026"),
+            description=r.string("description", "", example="Machine Learning (CS, 7th semester)"),
+        )
         if project.name in projects:
             r.problem("name", f"project {project.name!r} is listed twice", "keep one entry per project")
         elif project.name:
@@ -396,7 +444,12 @@ def parse_partitions(
         return ()
     if not isinstance(raw, list):
         problems.append(
-            Problem("group_vars/all", "ailab_partitions", "must be a list", "write one entry per partition")
+            Problem(
+                "group_vars/all",
+                "ailab_partitions",
+                "must be a list",
+                "write it as a YAML list, one entry per partition (- name: gpu ...)",
+            )
         )
         return ()
     partitions = []
@@ -413,7 +466,7 @@ def parse_partitions(
             nodes.update(groups.get(group, ()))
         partitions.append(
             Partition(
-                name=r.string("name", required=True),
+                name=r.string("name", required=True, example="gpu"),
                 node_groups=node_groups,
                 nodes=tuple(sorted(nodes)),
                 default=r.boolean("default", False),
@@ -477,7 +530,7 @@ def build_cluster(
     ceph = CephSettings(
         fs_name=cr.string("fs_name", cd.fs_name),
         home_root=cr.string("home_root", cd.home_root),
-        datasets_path=cr.string("datasets_path") or None,
+        datasets_path=cr.string("datasets_path", example="/ceph/datasets") or None,
         monitors=cr.string_list("monitors"),
         managed=cr.boolean("managed", cd.managed),
         client=cr.string("client", cd.client),
@@ -526,7 +579,7 @@ def build_cluster(
 
     cluster = Cluster(
         name=c.string("name", "ailab"),
-        domain=c.string("domain", ""),
+        domain=c.string("domain", "", example="srv.example.org"),
         timezone=c.string("timezone", "UTC"),
         hosts=hosts,
         node_classes=node_classes,

@@ -7,6 +7,7 @@ import re
 import zoneinfo
 from collections import defaultdict
 
+from ailab.gpus import known_models
 from ailab.model import (
     GROUP_CEPH,
     GROUP_COMPUTE,
@@ -110,7 +111,8 @@ def check_hosts(cluster: Cluster) -> list[Problem]:
                         where,
                         "ailab_address",
                         f"{host.address!r} is not an IP address",
-                        "set the host's IP on the cluster network",
+                        "write the host's IPv4 or IPv6 address on the cluster network, e.g. "
+                        "ailab_address: 10.70.20.11 (no host name, no /prefix)",
                     )
                 )
             by_address[host.address].append(host.name)
@@ -217,7 +219,7 @@ def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
                 where,
                 "ailab_hardware.gpu",
                 "is missing; compute nodes are GPU nodes (seed 001 rule 5)",
-                "declare gpu: {model: ..., count: N}",
+                f"declare ailab_hardware.gpu, e.g. gpu: {{model: t4, count: 6}} (models: {known_models()})",
             )
         )
         return out
@@ -225,25 +227,29 @@ def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
         return out  # reported while parsing
     slurm = cluster.slurm
     need_mem = slurm.def_mem_per_gpu_mb * hw.gpu.count
-    if need_mem > hw.memory_mb:
+    if hw.memory_mb >= 1 and need_mem > hw.memory_mb:  # below 1: reported while parsing
+        per_gpu = hw.memory_mb // hw.gpu.count
         out.append(
             Problem(
                 where,
                 "ailab_hardware.memory_mb",
                 f"{hw.memory_mb} MB cannot give each of its {hw.gpu.count} GPUs the default "
                 f"{slurm.def_mem_per_gpu_mb} MB (ailab_slurm.def_mem_per_gpu_mb): {need_mem} MB needed",
-                "lower ailab_slurm.def_mem_per_gpu_mb or correct memory_mb / gpu.count",
+                (f"set ailab_slurm.def_mem_per_gpu_mb to {per_gpu} or less, or " if per_gpu else "")
+                + "correct memory_mb / gpu.count",
             )
         )
     need_cpu = slurm.def_cpu_per_gpu * hw.gpu.count
-    if need_cpu > hw.cpus:
+    if hw.cpus >= 1 and need_cpu > hw.cpus:
+        per_gpu = hw.cpus // hw.gpu.count
         out.append(
             Problem(
                 where,
                 "ailab_hardware",
                 f"{hw.cpus} CPUs cannot give each of its {hw.gpu.count} GPUs the default "
                 f"{slurm.def_cpu_per_gpu} CPUs (ailab_slurm.def_cpu_per_gpu): {need_cpu} needed",
-                "lower ailab_slurm.def_cpu_per_gpu or correct the CPU topology / gpu.count",
+                (f"set ailab_slurm.def_cpu_per_gpu to {per_gpu} or less, or " if per_gpu else "")
+                + "correct the CPU topology (sockets, cores_per_socket, threads_per_core) / gpu.count",
             )
         )
     return out
@@ -420,11 +426,30 @@ def check_users(cluster: Cluster) -> list[Problem]:
                     )
                 )
         if not user.email:
-            out.append(Problem(where, "email", "is missing", "set the e-mail that receives notices"))
+            out.append(
+                Problem(
+                    where,
+                    "email",
+                    "is missing",
+                    "set email to the address that receives notices, e.g. email: name@example.org",
+                )
+            )
         elif not EMAIL_RE.match(user.email):
-            out.append(Problem(where, "email", f"{user.email!r} is not an e-mail address", "fix it"))
+            out.append(
+                Problem(
+                    where,
+                    "email",
+                    f"{user.email!r} is not an e-mail address",
+                    "write a full address such as name@example.org",
+                )
+            )
         if not user.project:
-            out.append(Problem(where, "project", "is missing", "set the user's course or project"))
+            known = ", ".join(sorted(cluster.projects)) or "none defined: add one to ailab_projects"
+            out.append(
+                Problem(
+                    where, "project", "is missing", f"set project to the user's course or project: {known}"
+                )
+            )
         elif user.project not in cluster.projects:
             known = ", ".join(sorted(cluster.projects)) or "none defined"
             out.append(

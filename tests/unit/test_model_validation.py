@@ -251,7 +251,9 @@ def test_memory_mb_above_installed_memory():
 def test_installed_memory_must_be_a_positive_whole_number(value):
     groups, hostvars = good()
     hostvars["t4-01"]["ailab_hardware"]["memory_installed_gb"] = value
-    only(problems_of(groups, hostvars), "host t4-01: ailab_hardware.memory_installed_gb", "fix: set")
+    only(
+        problems_of(groups, hostvars), "host t4-01: ailab_hardware.memory_installed_gb", "memory_installed_gb"
+    )
 
 
 def test_cpus_too_few_for_default_cpus_per_gpu():
