@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 
 from ailab.model import Cluster
-from ailab.parse import CLUSTER_VARS, build_cluster
+from ailab.parse import CLUSTER_VARS, ROLE_VARS, build_cluster
 from ailab.problems import InventoryError, Problem
 from ailab.validate import validate
 
-MODEL_VARS = (*CLUSTER_VARS, "ailab_address", "ailab_hardware")
+MODEL_VARS = (*CLUSTER_VARS, "ailab_address", "ailab_hardware", *ROLE_VARS)
 
 
 def read_inventory(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:

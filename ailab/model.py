@@ -208,6 +208,14 @@ class CephSettings:
 
 
 @dataclass(frozen=True)
+class AccountSettings:
+    """What role accounts creates besides the users (its defaults; an inventory may override them)."""
+
+    admin_group: str = "ailab-admins"  # accounts_admin_group: members may log in anywhere and use sudo
+    admin_gid: int = 2900  # accounts_admin_gid
+
+
+@dataclass(frozen=True)
 class SimSettings:
     """Only in a simulated inventory: how the simulator names and wires its containers."""
 
@@ -233,6 +241,7 @@ class Cluster:
     projects: dict[str, Project]
     users: dict[str, User]
     sim: SimSettings | None = None
+    accounts: AccountSettings = field(default_factory=AccountSettings)
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))

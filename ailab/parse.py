@@ -15,6 +15,7 @@ from typing import Any
 from ailab.gpus import GPU_MODELS, known_models
 from ailab.model import (
     GROUP_COMPUTE,
+    AccountSettings,
     CephSettings,
     Cluster,
     DeletionPolicy,
@@ -44,6 +45,10 @@ CLUSTER_VARS = (
     "ailab_users",
     "ailab_sim",
 )
+# Role variables the checks must see as the roles will (their defaults are the model's): the admin group
+# of role accounts (cluster-wide, like CLUSTER_VARS).
+ACCOUNT_VARS = ("accounts_admin_group", "accounts_admin_gid")
+ROLE_VARS = ACCOUNT_VARS
 NODE_CLASS_PREFIX = f"{GROUP_COMPUTE}_"
 # The yearly deletion day must exist every year (a 29 February would skip three years in four).
 DATE_IN_EVERY_YEAR_FIX = (
@@ -68,6 +73,8 @@ class Reader:
         self.data: Mapping[str, Any] = data
 
     def field_name(self, key: str) -> str:
+        if not self.path:
+            return key
         return f"{self.path}.{key}" if key else self.path
 
     def problem(self, key: str, message: str, fix: str) -> None:
@@ -476,10 +483,12 @@ def parse_partitions(
     return tuple(partitions)
 
 
-def cluster_vars(hostvars: Mapping[str, Mapping[str, Any]], problems: list[Problem]) -> dict[str, Any]:
+def cluster_vars(
+    hostvars: Mapping[str, Mapping[str, Any]], problems: list[Problem], keys: Sequence[str] = CLUSTER_VARS
+) -> dict[str, Any]:
     """The cluster-wide variables, which every host must see with the same value."""
     values: dict[str, Any] = {}
-    for key in CLUSTER_VARS:
+    for key in keys:
         seen: dict[str, Any] = {}
         for host, hv in sorted(hostvars.items()):
             seen[host] = hv.get(key)
@@ -534,6 +543,13 @@ def build_cluster(
         monitors=cr.string_list("monitors"),
         managed=cr.boolean("managed", cd.managed),
         client=cr.string("client", cd.client),
+    )
+    avars = cluster_vars(hostvars, problems, ACCOUNT_VARS)
+    a = Reader(avars, "group_vars/all", "", problems)
+    ad = AccountSettings()
+    accounts = AccountSettings(
+        admin_group=a.string("accounts_admin_group", ad.admin_group),
+        admin_gid=a.integer("accounts_admin_gid", ad.admin_gid),
     )
     sim = None
     if cvars["ailab_sim"] is not None:
@@ -590,5 +606,6 @@ def build_cluster(
         projects=parse_projects(cvars["ailab_projects"], problems),
         users=parse_users(cvars["ailab_users"], problems),
         sim=sim,
+        accounts=accounts,
     )
     return cluster, problems

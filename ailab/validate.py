@@ -15,15 +15,50 @@ from ailab.model import (
     GROUP_FRONTEND,
     Cluster,
     Host,
+    User,
     parse_duration,
 )
 from ailab.problems import Problem
+from ailab.sshkeys import key_problem
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-FIRST_USER_ID = 1000  # below: system accounts
-RESERVED_IDS = {65534}  # nobody/nogroup
+# An address that fits everywhere it goes: the GECOS field (no ',' or ':'), mail headers (no spaces, quotes
+# or angle brackets) and Postfix aliases.  Local part: RFC 5322's atom characters and dots.
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+FIRST_USER_ID = 1000  # below: system accounts (Debian policy 9.2.2)
+# Debian policy 9.2.2: 60000-64999 are allocated by Debian packages, 65000-65533 reserved, 65534 is
+# nobody/nogroup, 65535 was (uid_t)-1 with 16-bit ids (systemd's DynamicUser= range, 61184-65519, is
+# inside); 4294967294 is (uid_t)-2 (NFS's nobody) and 4294967295 (uid_t)-1, "no id" for every tool.
+RESERVED_ID_RANGES = ((60000, 65535), (4294967294, 4294967295))
+RESERVED_IDS = {65534}  # nobody/nogroup (inside RESERVED_ID_RANGES)
+LAST_ID = 4294967293
+# Accounts and groups a Debian 12 node has before the accounts role runs (base-passwd, systemd, and the
+# packages this project installs: sshd, munge, slurm, ceph, mariadb, postfix, chrony, nvidia).  A user of
+# the inventory with such a name would take the account over (ansible's user/group modules change uid,
+# gid, home and shell of an existing account), or its personal group would be a system group.
+SYSTEM_NAMES = frozenset(
+    " ".join(
+        (
+            # base-passwd's users and groups
+            "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats",
+            "nobody nogroup adm tty disk kmem dialout fax voice cdrom floppy tape sudo audio dip",
+            "operator src shadow utmp video sasl plugdev staff users",
+            # systemd, dbus, udev and friends
+            "systemd-journal systemd-network systemd-resolve systemd-timesync systemd-coredump",
+            "messagebus polkitd input kvm render sgx netdev crontab ssl-cert tss uuidd tcpdump",
+            # daemons of this platform's packages
+            "sshd _ssh munge slurm ceph mysql postfix postdrop _chrony chrony ntp statd _rpc",
+            "nvidia-persistenced docker",
+            # groups with admin rights elsewhere (sudo on other distributions)
+            "wheel admin lpadmin",
+        )
+    ).split()
+)
+SYSTEM_PREFIXES = ("systemd-", "_")  # Debian: system accounts start with an underscore (policy 9.2.1)
 CLASSIFICATION_LEVELS = (0, 1, 2, 3)  # AAU's model; the platform permits only some of them
 # Slurm names (ailab/slurm.py): the cluster name prefixes MariaDB table names (40 characters at most, Slurm
 # lower-cases it); accounts are lower-cased by sacctmgr, so a capital letter would never match again.
@@ -415,16 +450,33 @@ def check_users(cluster: Cluster) -> list[Problem]:
                     "use the university login, e.g. ab12cd",
                 )
             )
-        for key, value in (("uid", user.uid), ("gid", user.gid)):
-            if value < FIRST_USER_ID or value in RESERVED_IDS:
-                out.append(
-                    Problem(
-                        where,
-                        key,
-                        f"{value} is a system id",
-                        f"use an id of {FIRST_USER_ID} or more (and not 65534)",
-                    )
+        elif reserved := _system_name(cluster, user.name):
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    f"{user.name!r} is {reserved}; role accounts would take that account or group over",
+                    "use the person's university login (e.g. ab12cd); system names are reserved",
                 )
+            )
+        for key, value in (("uid", user.uid), ("gid", user.gid)):
+            if problem := _id_problem(value):
+                out.append(Problem(where, key, f"{value} is {problem}", ID_FIX))
+        if user.gid == cluster.accounts.admin_gid:
+            out.append(
+                Problem(
+                    where,
+                    "gid",
+                    f"{user.gid} is the gid of the admin group {cluster.accounts.admin_group} "
+                    "(accounts_admin_gid); the user's personal group would replace it",
+                    "give the user's personal group its own gid (the convention: gid = uid)",
+                )
+            )
+        out.extend(_check_gecos(user))
+        for i, key in enumerate(user.ssh_keys):
+            if found := key_problem(key):
+                message, fix = found
+                out.append(Problem(where, f"ssh_keys[{i}]", message, fix))
         if not user.email:
             out.append(
                 Problem(
@@ -471,6 +523,117 @@ def check_users(cluster: Cluster) -> list[Problem]:
                         "give every user their own uid",
                     )
                 )
+    out.extend(_check_personal_groups(cluster))
+    out.extend(_check_admin_group(cluster))
+    return out
+
+
+def _check_admin_group(cluster: Cluster) -> list[Problem]:
+    """Role accounts' own group, when the inventory overrides accounts_admin_group/accounts_admin_gid."""
+    out = []
+    accounts = cluster.accounts
+    if not USERNAME_RE.match(accounts.admin_group) or accounts.admin_group in SYSTEM_NAMES:
+        out.append(
+            Problem(
+                "group_vars/all",
+                "accounts_admin_group",
+                f"{accounts.admin_group!r} cannot be the admin group (a group name of lowercase letters, "
+                "digits, '_' or '-' that is not a system group)",
+                "leave it at the role default, ailab-admins, or pick another such name",
+            )
+        )
+    if problem := _id_problem(accounts.admin_gid):
+        out.append(
+            Problem(
+                "group_vars/all",
+                "accounts_admin_gid",
+                f"{accounts.admin_gid} is {problem}",
+                "leave it at the role default, 2900, or pick a free gid from 1000 to 59999",
+            )
+        )
+    return out
+
+
+ID_FIX = (
+    f"use an id from {FIRST_USER_ID} to 59999 or from 65536 to {LAST_ID} (the inventory's users have "
+    "e.g. 200101)"
+)
+
+
+def _id_problem(value: int) -> str | None:
+    if value < FIRST_USER_ID:
+        return f"a system id (below {FIRST_USER_ID})"
+    if value > LAST_ID + 2:
+        return "above the largest id, 4294967295"
+    for low, high in RESERVED_ID_RANGES:
+        if low <= value <= high:
+            return f"in the range {low}-{high} that Debian reserves (65534 is nobody/nogroup)"
+    return None
+
+
+def _system_name(cluster: Cluster, name: str) -> str | None:
+    """What ``name`` already is on a node, if anything."""
+    if name == cluster.accounts.admin_group:
+        return "the admin group of role accounts (accounts_admin_group)"
+    if name in SYSTEM_NAMES:
+        return "a system account or group of Debian 12"
+    if name.startswith(SYSTEM_PREFIXES):
+        return f"a system account name (names starting with {' or '.join(SYSTEM_PREFIXES)} are reserved)"
+    return None
+
+
+# chfn/usermod refuse ':', ',', '=' and control characters in GECOS fields: ':' ends the passwd field, ','
+# separates the GECOS sub-fields (role accounts writes "full name,,,,e-mail").
+GECOS_BAD = re.compile(r"[:,=\x00-\x1f\x7f]")
+
+
+def _check_gecos(user: User) -> list[Problem]:
+    bad = GECOS_BAD.findall(user.full_name)
+    if not bad:
+        return []
+    shown = "".join(sorted({repr(c)[1:-1] for c in bad}))
+    return [
+        Problem(
+            f"user {user.name}",
+            "full_name",
+            f"{user.full_name!r} contains {shown}, which the passwd file's GECOS field cannot hold",
+            "write the name without ':', ',', '=' or line breaks, e.g. full_name: Anna Bech",
+        )
+    ]
+
+
+def _check_personal_groups(cluster: Cluster) -> list[Problem]:
+    """Every user gets a personal group named after them with their gid (role accounts): a gid must be
+    unique per user, and should not be another user's uid (uid = gid is how everyone reads them)."""
+    out = []
+    by_gid: dict[int, list[str]] = defaultdict(list)
+    by_uid = {u.uid: u.name for u in cluster.users.values()}
+    for user in cluster.users.values():
+        by_gid[user.gid].append(user.name)
+    for gid, names in by_gid.items():
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                out.append(
+                    Problem(
+                        f"user {name}",
+                        "gid",
+                        f"duplicate gid {gid} (also {others}); each user's personal group needs its own gid",
+                        "give every user their own gid (the convention: gid = uid)",
+                    )
+                )
+    for user in cluster.users.values():
+        owner = by_uid.get(user.gid)
+        if owner is not None and owner != user.name and len(by_gid[user.gid]) == 1:
+            out.append(
+                Problem(
+                    f"user {user.name}",
+                    "gid",
+                    f"{user.gid} is the uid of user {owner}; files of {user.name}'s group would look like "
+                    f"{owner}'s",
+                    f"use a gid no other user has as uid (the convention: gid = uid, here {user.uid})",
+                )
+            )
     return out
 
 

@@ -1,0 +1,340 @@
+"""Issue 14, "Bad inventories": input that would break a converge, take over a system account or make
+Slurm refuse every job is refused by `ailab inventory check`, with one problem naming the field and the fix.
+
+Each case feeds one bad value into the good inventory of test_model_validation and expects exactly the
+problem(s) of one field: one (where, field) and a fragment of the fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from ailab.parse import build_cluster
+from ailab.problems import Problem
+from ailab.validate import validate
+from tests.unit.test_model_validation import CLUSTER_WIDE, ROOT, good, set_all
+
+Change = Callable[[dict, dict], None]
+
+
+def problems(groups, hostvars) -> list[Problem]:
+    cluster, found = build_cluster(groups, hostvars)
+    return found + validate(cluster)
+
+
+def expect(change: Change, where: str, field: str, fix: str, message: str = "") -> None:
+    """Every problem is about ``field``; exactly one of them is at ``where``, and it says ``fix``."""
+    groups, hostvars = good()
+    change(groups, hostvars)
+    found = problems(groups, hostvars)
+    lines = [str(p) for p in found]
+    assert found, "accepted"
+    assert {p.field for p in found} == {field}, lines
+    [problem] = [p for p in found if p.where == where] or [None]
+    assert problem is not None, lines
+    assert fix in problem.fix, str(problem)
+    assert message in problem.message, str(problem)
+
+
+def accepted(change: Change) -> None:
+    groups, hostvars = good()
+    change(groups, hostvars)
+    assert [str(p) for p in problems(groups, hostvars)] == []
+
+
+# Changes ---------------------------------------------------------------------------------------------
+
+
+def user(**fields: Any) -> Change:
+    """A second user next to ab12cd (uid/gid 20001)."""
+
+    def change(groups, hostvars):
+        second = {"name": "xy99zz", "uid": 20003, "gid": 20003, "email": "x@example.org", "project": "course"}
+        second.update(fields)
+        set_all(hostvars, "ailab_users", [*CLUSTER_WIDE["ailab_users"], second])
+
+    return change
+
+
+def users(*entries: dict[str, Any]) -> Change:
+    def change(groups, hostvars):
+        base = {"email": "x@example.org", "project": "course"}
+        set_all(hostvars, "ailab_users", [*CLUSTER_WIDE["ailab_users"], *({**base, **e} for e in entries)])
+
+    return change
+
+
+def cluster_var(key: str, **fields: Any) -> Change:
+    def change(groups, hostvars):
+        set_all(hostvars, key, {**CLUSTER_WIDE.get(key, {}), **fields})
+
+    return change
+
+
+def every_host(key: str, value: Any) -> Change:
+    def change(groups, hostvars):
+        set_all(hostvars, key, value)
+
+    return change
+
+
+def policy(**fields: Any) -> Change:
+    return cluster_var("ailab_policy", **fields)
+
+
+def ceph(**fields: Any) -> Change:
+    return cluster_var("ailab_ceph", **fields)
+
+
+def address(host: str, value: str) -> Change:
+    def change(groups, hostvars):
+        hostvars[host]["ailab_address"] = value
+
+    return change
+
+
+def rename_host(old: str, new: str) -> Change:
+    def change(groups, hostvars):
+        for members in groups.values():
+            members[:] = [new if m == old else m for m in members]
+        hostvars[new] = hostvars.pop(old)
+
+    return change
+
+
+def partition(index: int, **fields: Any) -> Change:
+    def change(groups, hostvars):
+        parts = copy.deepcopy(CLUSTER_WIDE["ailab_partitions"])
+        parts[index].update(fields)
+        set_all(hostvars, "ailab_partitions", parts)
+
+    return change
+
+
+def storage_hosts(count: int, *, sim: bool = False, **role_vars: Any) -> Change:
+    """A managed Ceph on ``count`` storage hosts (stor01...), optionally in a simulated inventory."""
+
+    def change(groups, hostvars):
+        names = [f"stor0{i}" for i in range(1, count + 1)]
+        groups["ceph"] = names
+        groups["all"] += names
+        template = copy.deepcopy(hostvars["ctl"])
+        template.pop("ailab_hardware", None)
+        for i, name in enumerate(names):
+            hostvars[name] = {**copy.deepcopy(template), "ailab_address": f"10.0.3.{i + 1}", **role_vars}
+        set_all(hostvars, "ailab_ceph", {"managed": True})
+        if sim:
+            hostvars["fe"]["ailab_address"] = "10.0.0.10"
+            set_all(hostvars, "ailab_sim", {"subnet": "10.0.0.0/16"})
+
+    return change
+
+
+def both(*changes: Change) -> Change:
+    def change(groups, hostvars):
+        for c in changes:
+            c(groups, hostvars)
+
+    return change
+
+
+def key_line(key_type: str, comment: str = "ab12cd@laptop") -> str:
+    """A syntactically valid public key line of ``key_type`` (the blob's first field is the type)."""
+    blob = struct.pack(">I", len(key_type)) + key_type.encode() + struct.pack(">I", 32) + bytes(range(32))
+    return f"{key_type} {base64.b64encode(blob).decode()} {comment}"
+
+
+ED25519 = key_line("ssh-ed25519")
+
+
+# Accounts --------------------------------------------------------------------------------------------
+
+SYSTEM_NAMES = [
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "_apt",
+    "nobody",
+    "nogroup",
+    "systemd-network",
+    "systemd-anything",
+    "messagebus",
+    "sshd",
+    "munge",
+    "slurm",
+    "ceph",
+    "mysql",
+    "postfix",
+    "postdrop",
+    "staff",
+    "users",
+    "adm",
+    "sudo",
+    "wheel",
+    "_chrony",
+    "ailab-admins",
+]
+
+
+@pytest.mark.parametrize("name", SYSTEM_NAMES)
+def test_system_account_and_group_names_are_refused(name):
+    expect(user(name=name), f"user {name}", "name", "university login", "role accounts would take")
+
+
+def test_the_admin_group_name_comes_from_the_accounts_role_settings():
+    renamed = every_host("accounts_admin_group", "cluster-admins")
+    expect(both(renamed, user(name="cluster-admins")), "user cluster-admins", "name", "university login")
+    accepted(both(renamed, user(name="ailab-admins")))
+
+
+@pytest.mark.parametrize(
+    ("uid", "message"),
+    [
+        (0, "system id"),
+        (999, "system id"),
+        (60000, "Debian reserves"),
+        (65534, "Debian reserves"),
+        (65535, "Debian reserves"),
+        (4294967294, "Debian reserves"),
+        (4294967295, "Debian reserves"),
+        (4294967296, "above the largest id"),
+    ],
+)
+def test_ids_in_the_system_or_reserved_ranges(uid, message):
+    expect(user(uid=uid), "user xy99zz", "uid", "use an id from 1000 to 59999 or from 65536", message)
+
+
+def test_gid_in_the_reserved_range():
+    expect(user(gid=65534), "user xy99zz", "gid", "use an id from 1000", "Debian reserves")
+
+
+@pytest.mark.parametrize("uid", [1000, 59999, 65536, 4294967293, 200101])
+def test_ids_at_the_edges_of_the_allowed_ranges(uid):
+    accepted(user(uid=uid, gid=uid))
+
+
+def test_gid_of_another_user_is_refused():
+    expect(user(gid=20001), "user xy99zz", "gid", "give every user their own gid", "duplicate gid 20001")
+
+
+def test_gid_that_is_another_users_uid_is_refused():
+    change = users(
+        {"name": "xy99zz", "uid": 20003, "gid": 20004},
+        {"name": "zz11aa", "uid": 20004, "gid": 20005},
+    )
+    expect(change, "user xy99zz", "gid", "gid = uid, here 20003", "20004 is the uid of user zz11aa")
+
+
+def test_gid_of_the_admin_group_is_refused():
+    expect(user(gid=2900), "user xy99zz", "gid", "its own gid", "admin group ailab-admins")
+    moved = every_host("accounts_admin_gid", 3000)
+    expect(both(moved, user(gid=3000)), "user xy99zz", "gid", "its own gid", "3000 is the gid of the admin")
+    accepted(both(moved, user(uid=2900, gid=2900)))
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("cluster-admins!", "accounts_admin_group"),
+        ("sudo", "accounts_admin_group"),
+        (65534, "accounts_admin_gid"),
+    ],
+)
+def test_admin_group_settings_that_cannot_work(value, field):
+    expect(every_host(field, value), "group_vars/all", field, "leave it at")
+
+
+@pytest.mark.parametrize("full_name", ["Bech: Anna", "Bech, Anna", "Anna\nBech", "Anna=Bech", "Anna\x07"])
+def test_full_names_that_break_the_gecos_field(full_name):
+    expect(user(full_name=full_name), "user xy99zz", "full_name", "without ':', ','", "GECOS")
+
+
+@pytest.mark.parametrize("full_name", ["Mads Kjær", "Zoë O'Brien-Ølgaard", "Åse"])
+def test_full_names_with_letters_beyond_ascii_are_fine(full_name):
+    accepted(user(full_name=full_name))
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ab12cd",
+        "a,b@example.org",
+        "a:b@example.org",
+        "a b@example.org",
+        "<a@example.org>",
+        "a@example",
+        "a@-x.org",
+    ],
+)
+def test_email_addresses_that_break_gecos_or_mail_headers(email):
+    expect(user(email=email), "user xy99zz", "email", "write a full address such as name@example.org")
+
+
+@pytest.mark.parametrize(
+    ("key", "message", "fix"),
+    [
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----",
+            "never paste private keys",
+            "make a new key pair",
+        ),
+        ("PuTTY-User-Key-File-3: ssh-ed25519", "PRIVATE key", "paste the public key"),
+        (f'from="10.0.0.0/8",no-pty {ED25519}', "options", "remove the options"),
+        (key_line("ssh-dss"), "DSA key", "ssh-keygen -t ed25519"),
+        ("ssh-ed25519 AAAA$$notbase64 me@laptop", "not base64", "paste the public key"),
+        ("ssh-rsa " + ED25519.split()[1] + " me@laptop", "does not belong to a ssh-rsa key", "paste"),
+        ("ssh-ed25519", "no key data", "paste the public key"),
+        ("hello world", "not an OpenSSH public key type", "known types: ssh-ed25519"),
+        (
+            '---- BEGIN SSH2 PUBLIC KEY ----\nComment: "me"\nAAAAC3Nz\n---- END SSH2 PUBLIC KEY ----',
+            "RFC 4716",
+            "ssh-keygen -i",
+        ),
+        (ED25519 + "\n" + ED25519, "several lines", "its own list entry"),
+    ],
+)
+def test_ssh_keys_that_are_not_one_public_key_line(key, message, fix):
+    expect(user(ssh_keys=[ED25519, key]), "user xy99zz", "ssh_keys[1]", fix, message)
+
+
+@pytest.mark.parametrize(
+    "key_type",
+    [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ],
+)
+def test_every_openssh_key_type_is_accepted(key_type):
+    accepted(user(ssh_keys=[key_line(key_type), key_line(key_type, comment="")]))
+
+
+def test_the_simulators_real_keys_are_accepted():
+    data = yaml.safe_load((ROOT / "inventory" / "sim" / "group_vars" / "all" / "users.yml").read_text())
+    keys = [k for u in data["ailab_users"] for k in u.get("ssh_keys", [])]
+    assert len(keys) == 4
+    accepted(user(ssh_keys=keys))
