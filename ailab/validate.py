@@ -13,6 +13,7 @@ from ailab.model import (
     GROUP_COMPUTE,
     GROUP_CONTROLLER,
     GROUP_FRONTEND,
+    ROLE_GROUPS,
     Cluster,
     Host,
     User,
@@ -29,6 +30,7 @@ EMAIL_RE = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
+DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 FIRST_USER_ID = 1000  # below: system accounts (Debian policy 9.2.2)
 # Debian policy 9.2.2: 60000-64999 are allocated by Debian packages, 65000-65533 reserved, 65534 is
 # nobody/nogroup, 65535 was (uid_t)-1 with 16-bit ids (systemd's DynamicUser= range, 61184-65519, is
@@ -59,6 +61,10 @@ SYSTEM_NAMES = frozenset(
     ).split()
 )
 SYSTEM_PREFIXES = ("systemd-", "_")  # Debian: system accounts start with an underscore (policy 9.2.1)
+# Host names something else gives a meaning to (case-insensitive): slurm.conf's NodeName=DEFAULT (defaults
+# for the following lines) and Nodes=ALL (every node), Ansible's groups all and ungrouped, and localhost
+# (127.0.0.1).  PartitionName=DEFAULT likewise (check_slurm).
+HOST_RESERVED_NAMES = frozenset({"default", "all", "localhost", "ungrouped"})
 CLASSIFICATION_LEVELS = (0, 1, 2, 3)  # AAU's model; the platform permits only some of them
 # Slurm names (ailab/slurm.py): the cluster name prefixes MariaDB table names (40 characters at most, Slurm
 # lower-cases it); accounts are lower-cased by sacctmgr, so a capital letter would never match again.
@@ -121,8 +127,43 @@ def _canonical(name: str) -> str:
     return name.lower().split(".", 1)[0]
 
 
+ADDRESS_FIX = (
+    "write the host's IPv4 address on the cluster network, e.g. ailab_address: 10.70.20.11 "
+    "(no host name, no /prefix)"
+)
+
+
+def address_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a node's address on the cluster network, or None.
+
+    IPv4 only: slurm.conf is rendered without CommunicationParameters=EnableIPv6 and ceph.conf's mon_host
+    without the brackets an IPv6 address needs, so an IPv6 address would break slurmd and the monitors."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return f"{text!r} is not an IP address"
+    if address.version == 6:
+        return f"{text} is an IPv6 address; the Slurm and Ceph configuration this project writes is IPv4-only"
+    for kind, test in (
+        ("the unspecified address", address.is_unspecified),
+        ("a loopback address (127.0.0.0/8)", address.is_loopback),
+        ("a multicast address (224.0.0.0/4)", address.is_multicast),
+        ("a link-local address (169.254.0.0/16)", address.is_link_local),
+        ("the broadcast address", address == ipaddress.IPv4Address("255.255.255.255")),
+        ("a reserved address (240.0.0.0/4)", address.is_reserved),
+    ):
+        if test:
+            return f"{text} is {kind}, not a unicast address of the cluster network"
+    return None
+
+
 def check_hosts(cluster: Cluster) -> list[Problem]:
     out = []
+    group_names = {
+        *ROLE_GROUPS,
+        *cluster.node_classes,
+        *(g for p in cluster.partitions for g in p.node_groups),
+    }
     by_address: dict[str, list[str]] = defaultdict(list)
     by_short: dict[str, list[str]] = defaultdict(list)
     for host in cluster.hosts.values():
@@ -137,19 +178,29 @@ def check_hosts(cluster: Cluster) -> list[Problem]:
                     "rename the host, e.g. a256-t4-04; keep the domain in ailab_cluster.domain",
                 )
             )
-        if host.address:
-            try:
-                ipaddress.ip_address(host.address)
-            except ValueError:
-                out.append(
-                    Problem(
-                        where,
-                        "ailab_address",
-                        f"{host.address!r} is not an IP address",
-                        "write the host's IPv4 or IPv6 address on the cluster network, e.g. "
-                        "ailab_address: 10.70.20.11 (no host name, no /prefix)",
-                    )
+        elif host.name.lower() in HOST_RESERVED_NAMES:
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    f"{host.name!r} is reserved (slurm.conf: NodeName=DEFAULT sets defaults, Nodes=ALL means "
+                    "every node; Ansible: the groups all and ungrouped; localhost is 127.0.0.1)",
+                    "rename the host, e.g. a256-t4-04",
                 )
+            )
+        elif host.name in group_names:
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    f"{host.name!r} is also the name of an inventory group; Ansible patterns and "
+                    "node_groups could mean either",
+                    "rename the host, e.g. a256-t4-04",
+                )
+            )
+        if host.address:
+            if problem := address_problem(host.address):
+                out.append(Problem(where, "ailab_address", problem, ADDRESS_FIX))
             by_address[host.address].append(host.name)
         if not any(host.in_group(g) for g in (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)):
             out.append(
@@ -677,23 +728,45 @@ def check_sim(cluster: Cluster) -> list[Problem]:
     if cluster.sim is None:
         return []
     out = []
+    where = "group_vars/all"
+    for key, value in (("prefix", cluster.sim.prefix), ("network", cluster.sim.network)):
+        if not DOCKER_NAME_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_sim.{key}",
+                    f"{value!r} cannot be part of a Docker container or network name (letters, digits, "
+                    "'_', '.' and '-'; it also names the simulator's secrets directory)",
+                    f"use e.g. {key}: ailab" + ("-sim" if key == "network" else ""),
+                )
+            )
     try:
         subnet = ipaddress.ip_network(cluster.sim.subnet)
     except ValueError:
         return [
+            *out,
             Problem(
-                "group_vars/all",
+                where,
                 "ailab_sim.subnet",
                 f"{cluster.sim.subnet!r} is not a network",
                 "write it as a CIDR, e.g. 10.213.0.0/24",
-            )
+            ),
+        ]
+    if subnet.version != 4 or subnet.prefixlen > 29:
+        return [
+            *out,
+            Problem(
+                where,
+                "ailab_sim.subnet",
+                f"{subnet} is not an IPv4 network with room for the cluster (the nodes' addresses are IPv4)",
+                "write an IPv4 CIDR of /29 or larger, e.g. 10.213.0.0/24",
+            ),
         ]
     gateway = next(subnet.hosts())
     for host in cluster.hosts.values():
-        try:
-            address = ipaddress.ip_address(host.address)
-        except ValueError:
-            continue
+        if address_problem(host.address):
+            continue  # reported by check_hosts
+        address = ipaddress.ip_address(host.address)
         if address not in subnet or address in (gateway, subnet.network_address, subnet.broadcast_address):
             out.append(
                 Problem(

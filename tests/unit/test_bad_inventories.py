@@ -338,3 +338,75 @@ def test_the_simulators_real_keys_are_accepted():
     keys = [k for u in data["ailab_users"] for k in u.get("ssh_keys", [])]
     assert len(keys) == 4
     accepted(user(ssh_keys=keys))
+
+
+# Hosts and addresses ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["default", "all", "localhost", "ungrouped"])
+def test_host_names_slurm_or_ansible_reserve(name):
+    expect(rename_host("t4-02", name), f"host {name}", "name", "rename the host", "reserved")
+
+
+def test_host_named_like_a_group():
+    expect(rename_host("ctl", "ceph"), "host ceph", "name", "rename the host", "name of an inventory group")
+
+
+def test_host_names_that_differ_only_in_case():
+    groups, hostvars = good()
+    rename_host("t4-02", "T4-01")(groups, hostvars)
+    found = problems(groups, hostvars)
+    assert {p.field for p in found} == {"name"}
+    assert any("are the same machine (t4-01)" in p.message for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.1.2.3", "loopback"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.5", "multicast"),
+        ("169.254.10.1", "link-local"),
+        ("255.255.255.255", "broadcast"),
+        ("240.0.0.1", "reserved"),
+        ("fd00::1", "IPv6"),
+        ("::1", "IPv6"),
+        ("ctl.example.org", "not an IP address"),
+        ("10.0.0.2/24", "not an IP address"),
+    ],
+)
+def test_addresses_that_cannot_be_a_cluster_address(value, message):
+    expect(address("ctl", value), "host ctl", "ailab_address", "IPv4 address on the cluster network", message)
+
+
+def sim(change: Change | None = None) -> Change:
+    def apply(groups, hostvars):
+        hostvars["fe"]["ailab_address"] = "10.0.0.10"
+        set_all(hostvars, "ailab_sim", {"subnet": "10.0.0.0/16"})
+        if change:
+            change(groups, hostvars)
+
+    return apply
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1", "10.0.0.0", "10.0.255.255", "10.1.0.5"])
+def test_simulated_hosts_need_a_usable_address_of_the_subnet(value):
+    accepted(sim())
+    expect(sim(address("ctl", value)), "host ctl", "ailab_address", "pick a free address in 10.0.0.0/16")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fix"),
+    [
+        ("subnet", "fd00:213::/64", "IPv4 CIDR"),
+        ("subnet", "10.0.0.0/30", "IPv4 CIDR"),
+        ("prefix", "ai lab", "prefix: ailab"),
+        ("network", "sim/net", "network: ailab-sim"),
+    ],
+)
+def test_simulator_settings_docker_or_the_addresses_cannot_use(field, value, fix):
+    def change(groups, hostvars):
+        set_all(hostvars, "ailab_sim", {"subnet": "10.0.0.0/16", field: value})
+
+    expect(sim(change), "group_vars/all", f"ailab_sim.{field}", fix)
