@@ -205,6 +205,9 @@ class CephSettings:
     monitors: tuple[str, ...] = ()  # external cluster: monitor addresses; managed: from the ceph group
     managed: bool = False  # True: the ceph group runs the cluster (role ceph_cluster)
     client: str = "fuse"  # "kernel" or "fuse"
+    # Managed Ceph: copies of every object in the CephFS pools.  0: min(3, hosts in group ceph), with
+    # min_size = size - 1 (ailab.ceph.pool_size; role ceph_cluster's ceph_cluster_pool_size, default 0).
+    pool_size: int = 0
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,10 @@ CLUSTER_VARS = (
     "ailab_sim",
 )
 # Role variables the checks must see as the roles will (their defaults are the model's): the admin group
-# of role accounts (cluster-wide, like CLUSTER_VARS).
+# of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
 ACCOUNT_VARS = ("accounts_admin_group", "accounts_admin_gid")
-ROLE_VARS = ACCOUNT_VARS
+CEPH_POOL_SIZE_VAR = "ceph_cluster_pool_size"
+ROLE_VARS = (*ACCOUNT_VARS, CEPH_POOL_SIZE_VAR)
 NODE_CLASS_PREFIX = f"{GROUP_COMPUTE}_"
 # The yearly deletion day must exist every year (a 29 February would skip three years in four).
 DATE_IN_EVERY_YEAR_FIX = (
@@ -483,6 +484,37 @@ def parse_partitions(
     return tuple(partitions)
 
 
+def parse_pool_size(
+    cr: Reader, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping[str, Any]]
+) -> int:
+    """``ailab_ceph.pool_size``, or the value role ceph_cluster reads today (``ceph_cluster_pool_size`` of
+    the ceph hosts, default 0) when the model does not say; both set and different is a problem."""
+    role_values = {hostvars[h].get(CEPH_POOL_SIZE_VAR) for h in groups.get("ceph", ()) if h in hostvars}
+    role_values.discard(None)
+    role = Reader({CEPH_POOL_SIZE_VAR: next(iter(role_values), None)}, "group ceph", "", cr.problems)
+    if len(role_values) > 1:
+        role.problem(
+            CEPH_POOL_SIZE_VAR,
+            f"differs between the ceph hosts ({', '.join(sorted(map(str, role_values)))})",
+            "set ailab_ceph.pool_size once in group_vars/all instead",
+        )
+        return 0
+    role_size = role.integer(CEPH_POOL_SIZE_VAR, 0, minimum=0)
+    if not cr.has("pool_size"):
+        return role_size
+    size = cr.integer("pool_size", 0, minimum=0, example=3)
+    if size != role_size:
+        # Until roles/ceph_cluster reads ailab_ceph.pool_size, the two must agree or the model would lie.
+        cr.problem(
+            "pool_size",
+            f"is {size} but role ceph_cluster reads {CEPH_POOL_SIZE_VAR}, which is {role_size}"
+            + ("" if role_values else " (its default)"),
+            f"set {CEPH_POOL_SIZE_VAR}: {size} in group_vars/ceph.yml as well (the role does not read "
+            "ailab_ceph.pool_size yet), or drop ailab_ceph.pool_size",
+        )
+    return size
+
+
 def cluster_vars(
     hostvars: Mapping[str, Mapping[str, Any]], problems: list[Problem], keys: Sequence[str] = CLUSTER_VARS
 ) -> dict[str, Any]:
@@ -534,7 +566,7 @@ def build_cluster(
         config_overrides=s.boolean("config_overrides", sd.config_overrides),
     )
     cr = Reader(cvars["ailab_ceph"], "group_vars/all", "ailab_ceph", problems)
-    cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client"))
+    cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client", "pool_size"))
     cd = CephSettings()
     ceph = CephSettings(
         fs_name=cr.string("fs_name", cd.fs_name),
@@ -543,6 +575,7 @@ def build_cluster(
         monitors=cr.string_list("monitors"),
         managed=cr.boolean("managed", cd.managed),
         client=cr.string("client", cd.client),
+        pool_size=parse_pool_size(cr, groups, hostvars),
     )
     avars = cluster_vars(hostvars, problems, ACCOUNT_VARS)
     a = Reader(avars, "group_vars/all", "", problems)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 import zoneinfo
 from collections import defaultdict
 
+from ailab.ceph import MAX_AUTO_REPLICAS
 from ailab.gpus import known_models
 from ailab.model import (
     GROUP_CEPH,
@@ -31,6 +33,8 @@ EMAIL_RE = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
 DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+CEPH_FS_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # Ceph: file system and pool names [a-zA-Z0-9_-.]
+PATH_CHARS_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
 FIRST_USER_ID = 1000  # below: system accounts (Debian policy 9.2.2)
 # Debian policy 9.2.2: 60000-64999 are allocated by Debian packages, 65000-65533 reserved, 65534 is
 # nobody/nogroup, 65535 was (uid_t)-1 with 16-bit ids (systemd's DynamicUser= range, 61184-65519, is
@@ -65,6 +69,27 @@ SYSTEM_PREFIXES = ("systemd-", "_")  # Debian: system accounts start with an und
 # for the following lines) and Nodes=ALL (every node), Ansible's groups all and ungrouped, and localhost
 # (127.0.0.1).  PartitionName=DEFAULT likewise (check_slurm).
 HOST_RESERVED_NAMES = frozenset({"default", "all", "localhost", "ungrouped"})
+# Directories of the operating system: CephFS must not be mounted on or under them.  /home is allowed (a
+# shared /home is common on clusters; Debian keeps nothing but local users' homes there, and this platform
+# has no local users).
+SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
 CLASSIFICATION_LEVELS = (0, 1, 2, 3)  # AAU's model; the platform permits only some of them
 # Slurm names (ailab/slurm.py): the cluster name prefixes MariaDB table names (40 characters at most, Slurm
 # lower-cases it); accounts are lower-cased by sacctmgr, so a capital letter would never match again.
@@ -698,10 +723,51 @@ def check_storage(cluster: Cluster) -> list[Problem]:
                 where, "ailab_ceph.client", f"{ceph.client!r} is not a CephFS client", "use kernel or fuse"
             )
         )
-    for key, path in (("home_root", ceph.home_root), ("datasets_path", ceph.datasets_path)):
-        if path is not None and not path.startswith("/"):
+    elif cluster.sim is not None and ceph.client != "fuse":
+        out.append(
+            Problem(
+                where,
+                "ailab_ceph.client",
+                "is kernel in a simulated cluster; the containers share the host's kernel, which has no "
+                "CephFS module",
+                "set ailab_ceph.client: fuse",
+            )
+        )
+    if not CEPH_FS_NAME_RE.match(ceph.fs_name):
+        out.append(
+            Problem(
+                where,
+                "ailab_ceph.fs_name",
+                f"{ceph.fs_name!r} is not a CephFS name (Ceph allows letters, digits, '_', '-' and '.')",
+                "use e.g. fs_name: cephfs",
+            )
+        )
+    paths = {"home_root": ceph.home_root, "datasets_path": ceph.datasets_path}
+    good_paths = {}
+    for key, path in paths.items():
+        if path is None:
+            continue
+        found = path_problem(path)
+        if found:
+            out.append(Problem(where, f"ailab_ceph.{key}", *found))
+        else:
+            good_paths[key] = path
+    if len(good_paths) == 2:
+        home, datasets = ceph.home_root, ceph.datasets_path or ""
+        if _inside(datasets, home) or _inside(home, datasets):
+            relation = (
+                "the same directory as"
+                if home == datasets
+                else ("inside" if _inside(datasets, home) else "above")
+            )
             out.append(
-                Problem(where, f"ailab_ceph.{key}", f"{path!r} is not an absolute path", "start it with /")
+                Problem(
+                    where,
+                    "ailab_ceph.datasets_path",
+                    f"{datasets} is {relation} home_root {home}; one mount would hide the other (and a "
+                    "directory in the homes named like a user would be a home)",
+                    "pick separate directories, e.g. home_root: /ceph/home and datasets_path: /ceph/datasets",
+                )
             )
     if ceph.managed and not cluster.ceph_hosts:
         out.append(
@@ -721,7 +787,123 @@ def check_storage(cluster: Cluster) -> list[Problem]:
                 "list the monitor addresses (or set managed: true and add a ceph group)",
             )
         )
+    if not ceph.managed:
+        out.extend(_check_monitors(cluster))
+    elif cluster.ceph_hosts:
+        out.extend(_check_pool_size(cluster))
     return out
+
+
+def _inside(path: str, top: str) -> bool:
+    """``path`` is ``top`` or below it (both normalised)."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def path_problem(path: str) -> tuple[str, str] | None:
+    """(message, fix) when ``path`` cannot be where CephFS is mounted, or None."""
+    example = "e.g. /ceph/home or /ceph/datasets"
+    if not path.startswith("/"):
+        return f"{path!r} is not an absolute path", f"start it with /, {example}"
+    if not PATH_CHARS_RE.match(path):
+        return (
+            f"{path!r} has characters other than letters, digits, '.', '_', '-' and '/' (mount units, "
+            "passwd home fields and Ceph caps take it as it is)",
+            f"rename the directory, {example}",
+        )
+    normal = "/" + "/".join(part for part in posixpath.normpath(path).split("/") if part)
+    if normal != path:
+        return (
+            f"{path!r} is not a normalised path (no '.', '..', '//' or trailing '/')",
+            f"write it as {normal}",
+        )
+    if path == "/":
+        return "is /: CephFS would be mounted over the whole system", f"use a directory of its own, {example}"
+    for system in SYSTEM_DIRS:
+        if _inside(path, system):
+            return (
+                f"{path} is {'a' if path == system else 'inside'} {system}, a directory of the operating "
+                "system; mounting CephFS there hides or shadows system files",
+                f"use a directory of its own outside {', '.join(SYSTEM_DIRS)}, {example}",
+            )
+    return None
+
+
+def _check_monitors(cluster: Cluster) -> list[Problem]:
+    """External Ceph: each monitor is an IPv4 address, optionally with :port (ceph.conf mon_host and the
+    kernel client's device string take them as they are; a bare address gets :6789)."""
+    out = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(cluster.ceph.monitors):
+        field = f"ailab_ceph.monitors[{i}]"
+        address, _, port = entry.partition(":")
+        problem = address_problem(address) if ":" not in port else f"{entry!r} is not address or address:port"
+        if problem is None and ":" in entry and not (port.isdigit() and 1 <= int(port) <= 65535):
+            problem = f"{entry!r} has port {port!r}, not a number from 1 to 65535"
+        if problem is not None:
+            out.append(
+                Problem(
+                    "group_vars/all",
+                    field,
+                    problem,
+                    "write the monitor's IPv4 address, optionally with its port, e.g. 10.70.30.11 or "
+                    "10.70.30.11:6789",
+                )
+            )
+        elif address in seen:
+            out.append(
+                Problem(
+                    "group_vars/all",
+                    field,
+                    f"{address} is listed twice (also ailab_ceph.monitors[{seen[address]}])",
+                    "list each monitor once",
+                )
+            )
+        else:
+            seen[address] = i
+    return out
+
+
+def _check_pool_size(cluster: Cluster) -> list[Problem]:
+    """Managed Ceph: the replica counts role ceph_cluster gives the CephFS pools must keep every write in
+    two copies even with one host down (table in :func:`ailab.ceph.pool_size`)."""
+    hosts = len(cluster.ceph_hosts)
+    requested = cluster.ceph.pool_size
+    size = requested or min(MAX_AUTO_REPLICAS, hosts)
+    if size > hosts:
+        return [
+            Problem(
+                "group_vars/all",
+                "ailab_ceph.pool_size",
+                f"is {size} but group ceph has {hosts} host(s); Ceph places each copy on its own host, so "
+                "the pools could never be healthy",
+                f"add {size - hosts} host(s) to group ceph, or set pool_size to at most {hosts}",
+            )
+        ]
+    if size == 2:
+        where, field = ("group_vars/all", "ailab_ceph.pool_size") if requested else ("group ceph", "hosts")
+        cause = "ailab_ceph.pool_size 2" if requested else "2 storage hosts"
+        return [
+            Problem(
+                where,
+                field,
+                f"{cause} give the CephFS pools size 2 / min_size 1: with one host down every write is "
+                "acknowledged with a single copy, which the next disk failure loses",
+                "add a third host to group ceph (size 3, min_size 2)"
+                + (" and drop pool_size" if requested else ""),
+            )
+        ]
+    if size == 1 and not requested and cluster.sim is None:
+        return [
+            Problem(
+                "group ceph",
+                "hosts",
+                "has one storage host: the CephFS pools keep one copy of every file, a failed disk loses "
+                "every home",
+                "add two hosts to group ceph (size 3, min_size 2); for a test cluster without redundancy "
+                "set ailab_ceph.pool_size: 1 and ceph_cluster_pool_size: 1",
+            )
+        ]
+    return []
 
 
 def check_sim(cluster: Cluster) -> list[Problem]:

@@ -410,3 +410,150 @@ def test_simulator_settings_docker_or_the_addresses_cannot_use(field, value, fix
         set_all(hostvars, "ailab_sim", {"subnet": "10.0.0.0/16", field: value})
 
     expect(sim(change), "group_vars/all", f"ailab_sim.{field}", fix)
+
+
+# Storage ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "fix"),
+    [
+        ("ceph/home", "start it with /"),
+        ("/", "a directory of its own"),
+        ("/ceph/home/", "write it as /ceph/home"),
+        ("/ceph//home", "write it as /ceph/home"),
+        ("/ceph/../home", "write it as /home"),
+        ("/ceph/./home", "write it as /ceph/home"),
+        ("/etc", "outside /bin"),
+        ("/var/lib/ceph/home", "outside /bin"),
+        ("/usr/local/home", "outside /bin"),
+        ("/tmp/home", "outside /bin"),
+        ("/root", "outside /bin"),
+        ("/run/ceph", "outside /bin"),
+        ("/boot/x", "outside /bin"),
+        ("/lib64", "outside /bin"),
+        ("/ceph/my home", "rename the directory"),
+        ("/ceph/home,ro", "rename the directory"),
+    ],
+)
+@pytest.mark.parametrize("key", ["home_root", "datasets_path"])
+def test_mount_points_that_would_cover_the_system_or_break_tools(key, path, fix):
+    other = {"datasets_path": "/ceph/datasets"} if key == "home_root" else {"home_root": "/ceph/home"}
+    expect(ceph(**other, **{key: path}), "group_vars/all", f"ailab_ceph.{key}", fix)
+
+
+@pytest.mark.parametrize("path", ["/home", "/ceph/home", "/srv/ceph/home", "/mnt/cephfs/home", "/var-data/x"])
+def test_mount_points_of_their_own_are_fine(path):
+    accepted(ceph(home_root=path, datasets_path="/datasets"))
+
+
+@pytest.mark.parametrize(
+    ("home", "datasets", "relation"),
+    [
+        ("/ceph/home", "/ceph/home/datasets", "inside"),
+        ("/ceph/data/home", "/ceph/data", "above"),
+        ("/ceph/home", "/ceph/home", "the same directory"),
+    ],
+)
+def test_datasets_neither_inside_nor_above_the_homes(home, datasets, relation):
+    """The rule roles/cephfs_client/tasks/check.yml has in Jinja, now in the model's checks."""
+    expect(
+        ceph(home_root=home, datasets_path=datasets),
+        "group_vars/all",
+        "ailab_ceph.datasets_path",
+        "pick separate directories",
+        relation,
+    )
+    accepted(ceph(home_root="/ceph/home", datasets_path="/ceph/homes-datasets"))
+
+
+@pytest.mark.parametrize("name", ["ceph fs", "my/fs", "fs,rw", "ümlaut"])
+def test_cephfs_names_ceph_refuses(name):
+    expect(ceph(fs_name=name), "group_vars/all", "ailab_ceph.fs_name", "fs_name: cephfs")
+
+
+@pytest.mark.parametrize(
+    ("monitor", "message", "fix"),
+    [
+        ("127.0.0.1", "loopback", "10.70.30.11:6789"),
+        ("mon1.example.org", "not an IP address", "10.70.30.11:6789"),
+        ("fd00::1", "not address or address:port", "10.70.30.11:6789"),
+        ("[v2:10.0.9.1:3300,v1:10.0.9.1:6789]", "not address or address:port", "10.70.30.11:6789"),
+        ("10.0.9.2:99999", "not a number from 1 to 65535", "10.70.30.11:6789"),
+        ("10.0.9.2:", "not a number from 1 to 65535", "10.70.30.11:6789"),
+        ("10.0.9.1", "listed twice", "list each monitor once"),
+    ],
+)
+def test_monitor_addresses_of_an_external_ceph(monitor, message, fix):
+    change = ceph(managed=False, monitors=["10.0.9.1", monitor])
+    expect(change, "group_vars/all", "ailab_ceph.monitors[1]", fix, message)
+
+
+def test_monitors_with_ports_are_fine():
+    accepted(ceph(managed=False, monitors=["10.0.9.1:6789", "10.0.9.2", "10.0.9.3:3300"]))
+
+
+def test_simulated_cluster_must_mount_with_fuse():
+    expect(sim(ceph(client="kernel")), "group_vars/all", "ailab_ceph.client", "client: fuse", "CephFS module")
+
+
+# Durability of a managed Ceph (table in ailab.ceph.pool_size)
+
+
+def test_two_storage_hosts_would_accept_writes_with_a_single_copy():
+    expect(storage_hosts(2), "group ceph", "hosts", "add a third host to group ceph", "min_size 1")
+
+
+def test_three_storage_hosts_keep_two_copies_with_one_down():
+    accepted(storage_hosts(3))
+    accepted(storage_hosts(5))
+
+
+def test_one_storage_host_only_in_the_simulator_or_when_chosen():
+    expect(storage_hosts(1), "group ceph", "hosts", "ailab_ceph.pool_size: 1", "one copy of every file")
+    accepted(storage_hosts(1, sim=True))
+    accepted(storage_hosts(1, ceph_cluster_pool_size=1))
+
+    def chosen(groups, hostvars):
+        storage_hosts(1, ceph_cluster_pool_size=1)(groups, hostvars)
+        set_all(hostvars, "ailab_ceph", {"managed": True, "pool_size": 1})
+
+    accepted(chosen)
+
+
+def with_pool_size(hosts: int, model: int | None, role: int | None) -> Change:
+    def change(groups, hostvars):
+        role_vars = {} if role is None else {"ceph_cluster_pool_size": role}
+        storage_hosts(hosts, **role_vars)(groups, hostvars)
+        if model is not None:
+            set_all(hostvars, "ailab_ceph", {"managed": True, "pool_size": model})
+
+    return change
+
+
+def test_explicit_pool_size_two_is_refused_too():
+    expect(with_pool_size(3, 2, 2), "group_vars/all", "ailab_ceph.pool_size", "drop pool_size", "min_size 1")
+    expect(with_pool_size(4, None, 2), "group_vars/all", "ailab_ceph.pool_size", "drop pool_size")
+
+
+def test_more_copies_than_storage_hosts():
+    expect(with_pool_size(3, 4, 4), "group_vars/all", "ailab_ceph.pool_size", "at most 3", "could never")
+
+
+def test_pool_size_in_the_model_must_match_what_the_role_reads():
+    expect(
+        with_pool_size(4, 4, None),
+        "group_vars/all",
+        "ailab_ceph.pool_size",
+        "set ceph_cluster_pool_size: 4 in group_vars/ceph.yml",
+        "(its default)",
+    )
+    accepted(with_pool_size(4, 4, 4))
+
+
+def test_pool_size_differing_between_storage_hosts():
+    def change(groups, hostvars):
+        storage_hosts(3, ceph_cluster_pool_size=3)(groups, hostvars)
+        hostvars["stor02"]["ceph_cluster_pool_size"] = 2
+
+    expect(change, "group ceph", "ceph_cluster_pool_size", "set ailab_ceph.pool_size once")
