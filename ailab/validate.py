@@ -32,6 +32,13 @@ EMAIL_RE = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
+URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s\"'<>]*)?$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+# ailab_cluster.name ends up in paths (the secrets directory), mail headers ("name <noreply@...>") and the
+# MOTD; ailab_sim.prefix/network in Docker container and network names and the simulator's secrets path.
+CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 CEPH_FS_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # Ceph: file system and pool names [a-zA-Z0-9_-.]
 PATH_CHARS_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
@@ -110,6 +117,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_storage,
         check_sim,
         check_slurm,
+        check_cluster,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -408,7 +416,9 @@ def check_partitions(cluster: Cluster) -> list[Problem]:
                         "list only compute groups",
                     )
                 )
-        if p.max_time is not None and parse_duration(p.max_time) > policy_max:
+        if p.max_time is not None and (problem := duration_problem(p.max_time)):
+            out.append(Problem(where, "max_time", problem, 'write e.g. max_time: "04:00:00", or drop it'))
+        elif p.max_time is not None and parse_duration(p.max_time) > policy_max:
             out.append(
                 Problem(
                     where,
@@ -431,23 +441,91 @@ def check_partitions(cluster: Cluster) -> list[Problem]:
     return out
 
 
+def duration_problem(text: str) -> str | None:
+    """Why a (well-formed) HH:MM:SS time limit cannot be one, or None."""
+    seconds = parse_duration(text)
+    if seconds == 0:
+        return "is zero: no job fits a time limit of 0 (and Slurm reads 0 in a request as no limit)"
+    if seconds % 60:
+        return (
+            f"{text} has seconds; Slurm keeps time limits in whole minutes and would round it up, while "
+            "job_submit.lua rounds down"
+        )
+    return None
+
+
+def _check_notices(cluster: Cluster) -> list[Problem]:
+    """The yearly deletion's notices as ailab-retention needs them (it refuses an empty list)."""
+    out = []
+    where = "group_vars/all"
+    notices = cluster.policy.deletion.notices
+    if not notices:
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.deletion.notices",
+                "is empty: ailab-retention refuses to run, and nobody would be told before the deletion",
+                'list the notices, e.g. notices: ["2 months", "1 month", "14 days", "2 days"]',
+            )
+        )
+    for i, offset in enumerate(notices):
+        if offset.months >= 12 or offset.days >= 365:
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_policy.deletion.notices[{i}]",
+                    f"{offset.label} is a year or more: the notice would fall before the previous "
+                    "deletion, in the wrong cycle",
+                    'give it less than a year, e.g. "2 months"',
+                )
+            )
+    return out
+
+
 def check_policy(cluster: Cluster) -> list[Problem]:
     out = []
     policy = cluster.policy
     where = "group_vars/all"
-    if parse_duration(policy.default_job_time) > policy.max_job_seconds:
+    bad_times = False
+    for key, value, example in (
+        ("max_job_time", policy.max_job_time, "12:00:00"),
+        ("default_job_time", policy.default_job_time, "01:00:00"),
+    ):
+        if problem := duration_problem(value):
+            bad_times = True
+            out.append(Problem(where, f"ailab_policy.{key}", problem, f'write e.g. {key}: "{example}"'))
+    if not bad_times and parse_duration(policy.default_job_time) > policy.max_job_seconds:
         out.append(
             Problem(
                 where,
                 "ailab_policy.default_job_time",
                 f"{policy.default_job_time} is above max_job_time {policy.max_job_time}",
-                "make default_job_time shorter than max_job_time",
+                f"set default_job_time to {policy.max_job_time} or less",
             )
         )
-    if policy.max_job_seconds == 0:
-        out.append(
-            Problem(where, "ailab_policy.max_job_time", "is zero", 'set it, e.g. max_job_time: "12:00:00"')
-        )
+    out.extend(_check_notices(cluster))
+    for key, value in (("support_email", policy.support_email), ("extension_url", policy.extension_url)):
+        if not value:
+            continue
+        if key == "support_email" and not EMAIL_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    "ailab_policy.support_email",
+                    f"{value!r} is not an e-mail address (it is the Reply-To of every notice and root's "
+                    "mail alias)",
+                    "write a full address such as support@example.org",
+                )
+            )
+        if key == "extension_url" and not URL_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    "ailab_policy.extension_url",
+                    f"{value!r} is not an http(s) URL (notices and the login message print it as a link)",
+                    "write the whole address of the extension form, e.g. https://forms.example.org/extend",
+                )
+            )
     for level in policy.data_classification_levels:
         if level not in CLASSIFICATION_LEVELS:
             out.append(
@@ -962,6 +1040,33 @@ def check_sim(cluster: Cluster) -> list[Problem]:
     return out
 
 
+def check_cluster(cluster: Cluster) -> list[Problem]:
+    """Names that end up in paths, mail headers and host names."""
+    out = []
+    where = "group_vars/all"
+    if not CLUSTER_NAME_RE.match(cluster.name):
+        out.append(
+            Problem(
+                where,
+                "ailab_cluster.name",
+                f"{cluster.name!r} is not a name for paths and mail headers (letters, digits, '_', '.' and "
+                "'-', at most 63; it names the secrets directory and the notices' sender)",
+                "use e.g. name: ailab",
+            )
+        )
+    if cluster.domain and not DOMAIN_RE.match(cluster.domain):
+        out.append(
+            Problem(
+                where,
+                "ailab_cluster.domain",
+                f"{cluster.domain!r} is not a DNS domain (lowercase labels of letters, digits and '-', "
+                "separated by dots; it makes the hosts' FQDNs and mail names)",
+                "write it like domain: srv.example.org (lowercase, no trailing dot)",
+            )
+        )
+    return out
+
+
 def check_slurm(cluster: Cluster) -> list[Problem]:
     """Names Slurm would reject or silently change (slurm.conf, sacctmgr)."""
     out = []
@@ -988,8 +1093,28 @@ def check_slurm(cluster: Cluster) -> list[Problem]:
                     "rename the project, e.g. cs-ml-2026, and update its users' project",
                 )
             )
+    for project in cluster.projects.values():
+        if project.name.lower() == "root":
+            out.append(
+                Problem(
+                    f"project {project.name}",
+                    "name",
+                    "'root' is Slurm's own top account, above every project's account",
+                    "rename the project, e.g. cs-ml-2026, and update its users' project",
+                )
+            )
     for partition in cluster.partitions:
-        if partition.name and not SLURM_PARTITION_RE.match(partition.name):
+        if partition.name.lower() == "default":
+            out.append(
+                Problem(
+                    f"partition {partition.name}",
+                    "name",
+                    "'DEFAULT' is a slurm.conf keyword (PartitionName=DEFAULT sets defaults for the other "
+                    "partitions)",
+                    "rename it, e.g. gpu, and mark the default partition with default: true",
+                )
+            )
+        elif partition.name and not SLURM_PARTITION_RE.match(partition.name):
             out.append(
                 Problem(
                     f"partition {partition.name}",

@@ -16,9 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from ailab.ceph import home_dirs, mount_unit_name
+from ailab.notices import ops_config_data, parse_ops_config
 from ailab.parse import build_cluster
 from ailab.problems import Problem
+from ailab.render import RENDERERS, render
 from ailab.validate import validate
+from tests.unit.test_fix_hints import bad_inventories
 from tests.unit.test_model_validation import CLUSTER_WIDE, ROOT, good, set_all
 
 Change = Callable[[dict, dict], None]
@@ -557,3 +561,144 @@ def test_pool_size_differing_between_storage_hosts():
         hostvars["stor02"]["ceph_cluster_pool_size"] = 2
 
     expect(change, "group ceph", "ceph_cluster_pool_size", "set ailab_ceph.pool_size once")
+
+
+# Times, sizes and policy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_job_time", "00:00:00", "is zero"),
+        ("max_job_time", "00:00:30", "whole minutes"),
+        ("default_job_time", "00:00:00", "is zero"),
+        ("default_job_time", "01:00:30", "whole minutes"),
+    ],
+)
+def test_time_limits_slurm_cannot_keep(key, value, message):
+    expect(policy(**{key: value}), "group_vars/all", f"ailab_policy.{key}", f'{key}: "', message)
+
+
+@pytest.mark.parametrize(("value", "message"), [("00:00:00", "is zero"), ("04:00:30", "whole minutes")])
+def test_partition_time_limits_slurm_cannot_keep(value, message):
+    expect(partition(1, max_time=value), "partition t4", "max_time", 'max_time: "04:00:00"', message)
+
+
+def test_default_time_above_max_time_names_the_largest_allowed():
+    change = policy(max_job_time="02:00:00", default_job_time="04:00:00")
+    expect(change, "group_vars/all", "ailab_policy.default_job_time", "set default_job_time to 02:00:00")
+
+
+@pytest.mark.parametrize("name", ["DEFAULT", "default", "Default"])
+def test_partition_named_like_the_slurm_keyword(name):
+    expect(partition(2, name=name), f"partition {name}", "name", "rename it", "slurm.conf keyword")
+
+
+def test_project_named_like_slurms_root_account():
+    def change(groups, hostvars):
+        set_all(hostvars, "ailab_projects", [{"name": "course"}, {"name": "root"}])
+
+    expect(change, "project root", "name", "rename the project", "Slurm's own top account")
+
+
+def test_project_named_like_a_user_is_fine():
+    """Projects are Slurm accounts, not Unix groups: a project called like a user collides with nothing."""
+
+    def change(groups, hostvars):
+        set_all(hostvars, "ailab_projects", [{"name": "course"}, {"name": "ab12cd"}])
+
+    accepted(change)
+
+
+def test_no_deletion_notice_at_all():
+    change = policy(deletion={"month": 8, "day": 1, "notices": []})
+    expect(change, "group_vars/all", "ailab_policy.deletion.notices", 'notices: ["2 months"', "refuses")
+
+
+@pytest.mark.parametrize("offset", ["12 months", "13 months", "365 days", "400 days"])
+def test_deletion_notice_a_year_or_more_ahead(offset):
+    change = policy(deletion={"month": 8, "day": 1, "notices": ["1 month", offset]})
+    expect(change, "group_vars/all", "ailab_policy.deletion.notices[1]", "less than a year", "wrong cycle")
+
+
+@pytest.mark.parametrize(("month", "day"), [(2, 29), (2, 30), (4, 31), (6, 31), (9, 31), (11, 31), (13, 1)])
+def test_deletion_day_that_is_not_in_every_year(month, day):
+    change = policy(deletion={"month": month, "day": day})
+    expect(change, "group_vars/all", "ailab_policy.deletion.day", "exists in every year")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fix"),
+    [
+        ("support_email", "support", "support@example.org"),
+        ("support_email", "Support <support@example.org>", "support@example.org"),
+        ("support_email", "support@example.org\nBcc: x@y.z", "support@example.org"),
+        ("extension_url", "forms.office.com/e/x", "https://forms.example.org/extend"),
+        ("extension_url", "javascript:alert(1)", "https://forms.example.org/extend"),
+        ("extension_url", "https://forms.example.org/a b", "https://forms.example.org/extend"),
+    ],
+)
+def test_policy_contacts_the_notices_print(key, value, fix):
+    expect(policy(**{key: value}), "group_vars/all", f"ailab_policy.{key}", fix)
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "field"),
+    [
+        (user(quota_gb=0), "user xy99zz", "ailab_users[1].quota_gb"),
+        (user(quota_gb=-5), "user xy99zz", "ailab_users[1].quota_gb"),
+        (policy(default_quota_gb=0), "group_vars/all", "ailab_policy.default_quota_gb"),
+        (policy(max_gpus_per_user=0), "group_vars/all", "ailab_policy.max_gpus_per_user"),
+        (every_host("ailab_slurm", {"def_cpu_per_gpu": 0}), "group_vars/all", "ailab_slurm.def_cpu_per_gpu"),
+    ],
+)
+def test_zero_or_negative_sizes(change, where, field):
+    expect(change, where, field, "or more")
+
+
+@pytest.mark.parametrize("key", ["memory_mb", "sockets", "cores_per_socket", "threads_per_core"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_zero_memory_or_cpus(key, value):
+    def change(groups, hostvars):
+        hostvars["t4-01"]["ailab_hardware"][key] = value
+
+    expect(change, "host t4-01", f"ailab_hardware.{key}", "to 1 or more")
+
+
+# Names that end up in paths and headers
+
+
+@pytest.mark.parametrize("name", ["ai lab", "../../etc", "ailab <x@y>", "-x", "a" * 64])
+def test_cluster_names_for_paths_and_mail_headers(name):
+    change = cluster_var("ailab_cluster", name=name)
+    expect(change, "group_vars/all", "ailab_cluster.name", "name: ailab")
+
+
+@pytest.mark.parametrize(
+    "domain", ["srv..example.org", "-srv.example.org", "srv.example.org.", "Srv.Example.org"]
+)
+def test_domains_that_are_not_dns_names(domain):
+    change = cluster_var("ailab_cluster", domain=domain)
+    expect(change, "group_vars/all", "ailab_cluster.domain", "domain: srv.example.org")
+
+
+# What the check accepts, the tools accept --------------------------------------------------------------
+
+
+def test_what_the_check_accepts_every_renderer_and_ops_tool_accepts():
+    """Every inventory of the broad walk (test_fix_hints) that passes the check renders every file, the
+    homes and mount units, and an ops.json that ailab-retention and ailab-maintenance read."""
+    checked = 0
+    for what, groups, hostvars in bad_inventories():
+        cluster, found = build_cluster(groups, hostvars)
+        if found or validate(cluster):
+            continue
+        checked += 1
+        parse_ops_config(ops_config_data(cluster), what)
+        home_dirs(cluster)
+        mount_unit_name(cluster.ceph.home_root)
+        for name in RENDERERS:
+            hosts = [h.name for h in cluster.compute] if name == "gpu-health.json" else [None]
+            for host in hosts:
+                render(name, cluster, host)
+    assert checked > 40
