@@ -332,6 +332,16 @@ def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
                 "or correct memory_installed_gb to the RAM the machine has",
             )
         )
+    if TEXT_BAD.search(hw.cpu_model):
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware.cpu_model",
+                f"{hw.cpu_model!r} has '|' or a control character, which break the node table of the "
+                "generated user docs",
+                "write it on one line without '|', e.g. cpu_model: 2x AMD EPYC 7302 16-core",
+            )
+        )
     if hw.gpu is None:
         out.append(
             Problem(
@@ -736,6 +746,8 @@ def _system_name(cluster: Cluster, name: str) -> str | None:
     return None
 
 
+# Texts that go into line- and '|'-separated formats: sacctmgr -P output, Markdown tables.
+TEXT_BAD = re.compile(r"[|\x00-\x1f\x7f]")
 # chfn/usermod refuse ':', ',', '=' and control characters in GECOS fields: ':' ends the passwd field, ','
 # separates the GECOS sub-fields (role accounts writes "full name,,,,e-mail").
 GECOS_BAD = re.compile(r"[:,=\x00-\x1f\x7f]")
@@ -1101,6 +1113,17 @@ def check_slurm(cluster: Cluster) -> list[Problem]:
                     "name",
                     "'root' is Slurm's own top account, above every project's account",
                     "rename the project, e.g. cs-ml-2026, and update its users' project",
+                )
+            )
+    for project in cluster.projects.values():
+        if TEXT_BAD.search(project.description):
+            out.append(
+                Problem(
+                    f"project {project.name}",
+                    "description",
+                    f"{project.description!r} has '|' or a control character; sacctmgr -P output (which the "
+                    "accounting module reads back) splits fields at '|' and rows at line breaks",
+                    "write the description on one line without '|', e.g. Machine Learning (CS, 7th semester)",
                 )
             )
     for partition in cluster.partitions:

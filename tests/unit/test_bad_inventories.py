@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from ailab.ceph import home_dirs, mount_unit_name
+from ailab.model import AccountSettings, CephSettings
 from ailab.notices import ops_config_data, parse_ops_config
 from ailab.parse import build_cluster
 from ailab.problems import Problem
@@ -203,6 +204,18 @@ SYSTEM_NAMES = [
 @pytest.mark.parametrize("name", SYSTEM_NAMES)
 def test_system_account_and_group_names_are_refused(name):
     expect(user(name=name), f"user {name}", "name", "university login", "role accounts would take")
+
+
+def test_the_model_knows_the_defaults_of_the_roles_it_checks_for():
+    """AccountSettings and CephSettings.pool_size repeat role defaults (the roles do not read the model for
+    them yet): they must not drift apart."""
+    accounts = yaml.safe_load((ROOT / "roles" / "accounts" / "defaults" / "main.yml").read_text())
+    assert (AccountSettings().admin_group, AccountSettings().admin_gid) == (
+        accounts["accounts_admin_group"],
+        accounts["accounts_admin_gid"],
+    )
+    ceph_cluster = yaml.safe_load((ROOT / "roles" / "ceph_cluster" / "defaults" / "main.yml").read_text())
+    assert CephSettings().pool_size == ceph_cluster["ceph_cluster_pool_size"]
 
 
 def test_the_admin_group_name_comes_from_the_accounts_role_settings():
@@ -608,6 +621,22 @@ def test_project_named_like_a_user_is_fine():
         set_all(hostvars, "ailab_projects", [{"name": "course"}, {"name": "ab12cd"}])
 
     accepted(change)
+
+
+@pytest.mark.parametrize("description", ["ML | 2026", "Machine\nLearning"])
+def test_project_descriptions_sacctmgr_output_cannot_carry(description):
+    def change(groups, hostvars):
+        set_all(hostvars, "ailab_projects", [{"name": "course", "description": description}])
+
+    expect(change, "project course", "description", "on one line without '|'", "sacctmgr -P")
+
+
+@pytest.mark.parametrize("cpu_model", ["EPYC | 7302", "EPYC\n7302"])
+def test_cpu_models_that_break_the_docs_table(cpu_model):
+    def change(groups, hostvars):
+        hostvars["t4-01"]["ailab_hardware"]["cpu_model"] = cpu_model
+
+    expect(change, "host t4-01", "ailab_hardware.cpu_model", "without '|'", "node table")
 
 
 def test_no_deletion_notice_at_all():
