@@ -60,6 +60,22 @@ def pool_size(osd_hosts: int, requested: int = 0) -> dict[str, int]:
 
     ``requested`` 0 picks min(3, hosts).  One host: size 1 / min_size 1 (a test or demo cluster: no
     redundancy).  Otherwise min_size = size - 1, so I/O goes on with one host down.
+
+    What each size means for the homes (failure domain: host; ``ailab inventory check`` refuses the rows
+    marked refused, see ailab.validate._check_pool_size):
+
+    ====  ========  ===========================================  =============================================
+    size  min_size  one host down                                inventory check
+    ====  ========  ===========================================  =============================================
+    1     1         the files on it are unavailable; a failed    refused, except in the simulator or with
+                    disk loses them: no redundancy at all        ailab_ceph.pool_size: 1 (a test cluster)
+    2     1         I/O goes on, every write in ONE copy only:   refused (2 storage hosts, or pool_size 2):
+                    losing the other host's disk then loses it   add a third host
+    3     2         I/O goes on, every write in two copies;      accepted (3 or more hosts, the default)
+                    two hosts down: I/O stops, nothing is lost
+    n>3   n-1       I/O goes on, every write in n-1 copies;      accepted (ailab_ceph.pool_size: n, n hosts)
+                    nothing is lost until n hosts fail
+    ====  ========  ===========================================  =============================================
     """
     if osd_hosts < 1:
         raise ValueError("the ceph group has no host with an OSD")

@@ -15,15 +15,19 @@ from pathlib import Path
 import yaml
 
 from ailab.gpus import GPU_MODELS
-from ailab.model import Cluster
+from ailab.model import Cluster, Hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 INVENTORIES = ("production", "sim")
 
 
-def _gb(memory_mb: int) -> str:
-    return f"{round(memory_mb / 1000)} GB"
+def installed_memory(hw: Hardware) -> str:
+    """The RAM users are told a node has: what is installed (memory_installed_gb), not Slurm's RealMemory,
+    which is a little lower (memory_mb); without memory_installed_gb, memory_mb rounded."""
+    if hw.memory_installed_gb is not None:
+        return f"{hw.memory_installed_gb} GB"
+    return f"{round(hw.memory_mb / 1000)} GB"
 
 
 def node_table(cluster: Cluster) -> str:
@@ -35,7 +39,7 @@ def node_table(cluster: Cluster) -> str:
         spec = GPU_MODELS[hw.gpu.model]
         cpu = hw.cpu_model or f"{hw.sockets}x {hw.cores_per_socket}-core"
         gpu = f"{hw.gpu.count}x {spec.product}, {hw.gpu.memory_gb} GB"
-        rows.append(f"| {host.name} | {cpu} | {_gb(hw.memory_mb)} | {gpu} |")
+        rows.append(f"| {host.name} | {cpu} | {installed_memory(hw)} | {gpu} |")
     return "\n".join(rows)
 
 

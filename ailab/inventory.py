@@ -15,17 +15,18 @@ from typing import Any
 import yaml
 
 from ailab.model import Cluster
-from ailab.parse import CLUSTER_VARS, build_cluster
+from ailab.parse import CLUSTER_VARS, ROLE_VARS, build_cluster
 from ailab.problems import InventoryError, Problem
 from ailab.validate import validate
 
-MODEL_VARS = (*CLUSTER_VARS, "ailab_address", "ailab_hardware")
+MODEL_VARS = (*CLUSTER_VARS, "ailab_address", "ailab_hardware", *ROLE_VARS)
 
 
 def read_inventory(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
     """Ansible's view of an inventory: ``groups`` (flattened, like the magic variable) and the model
     variables of every host, templated."""
     # Imported here: ansible is slow to import and not needed by the pure parts of the package.
+    from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
@@ -41,10 +42,31 @@ def read_inventory(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], 
     variables = VariableManager(loader=loader, inventory=inventory)
     groups = {name: sorted(h.name for h in group.get_hosts()) for name, group in inventory.groups.items()}
     hostvars: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
     for host in inventory.get_hosts():
         hv = variables.get_vars(host=host, include_hostvars=False)
         templar = Templar(loader=loader, variables=hv)
-        hostvars[host.name] = {key: _plain(templar.template(hv[key])) for key in MODEL_VARS if key in hv}
+        hostvars[host.name] = {}
+        for key in MODEL_VARS:
+            if key not in hv:
+                continue
+            try:
+                hostvars[host.name][key] = _plain(templar.template(hv[key]))
+            except AnsibleError as exc:
+                message = f"cannot be templated: {exc.message}".replace("\n", " ")
+                if any(p.field == key and p.message == message for p in problems):
+                    continue  # a cluster-wide variable: once, not once per host
+                problems.append(
+                    Problem(
+                        f"host {host.name}",
+                        key,
+                        message,
+                        "define the variable the template uses, or write the value itself instead of "
+                        "the {{ ... }} expression",
+                    )
+                )
+    if problems:
+        raise InventoryError(problems)
     return groups, hostvars
 
 
@@ -101,6 +123,27 @@ def _yaml_files(path: Path) -> Iterator[Path]:
             yield candidate
 
 
+YAML_FIX = "correct the YAML syntax there (e.g. indentation, a missing ':' or quote)"
+
+
+def yaml_problem(name: str, exc: yaml.YAMLError) -> Problem:
+    """A file that is not YAML: where it stopped (file, line and column, counted from 1) and what to do."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    what = " ".join(
+        str(part).strip() for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    what = what or str(exc).replace("\n", " ")
+    if mark is None:
+        return Problem(name, "yaml", f"does not parse: {what}", f"{YAML_FIX}; then rerun the check")
+    line, column = mark.line + 1, mark.column + 1
+    return Problem(
+        f"{name}:{line}",
+        "yaml",
+        f"does not parse at line {line}, column {column}: {what}",
+        f"in {name}, line {line}, column {column}: {YAML_FIX}",
+    )
+
+
 def check_files(path: str | os.PathLike[str]) -> list[Problem]:
     """Problems Ansible would only warn about: duplicate keys and vault-less YAML errors."""
     problems = []
@@ -110,7 +153,7 @@ def check_files(path: str | os.PathLike[str]) -> list[Problem]:
         try:
             duplicates = duplicate_keys(file.read_text())
         except yaml.YAMLError as exc:
-            problems.append(Problem(str(rel), "yaml", f"does not parse: {exc}".replace("\n", " "), "fix it"))
+            problems.append(yaml_problem(str(rel), exc))
             continue
         for key, line in duplicates:
             problems.append(
@@ -128,6 +171,8 @@ def check_files(path: str | os.PathLike[str]) -> list[Problem]:
 def load_cluster(path: str | os.PathLike[str], *, strict: bool = True) -> tuple[Cluster, list[Problem]]:
     """Load and check an inventory.  With ``strict`` an :class:`InventoryError` carries every problem."""
     problems = check_files(path)
+    if any(p.field == "yaml" for p in problems):
+        raise InventoryError(problems)  # Ansible itself would stop on the first such file, with a traceback
     groups, hostvars = read_inventory(path)
     cluster, parse_problems = build_cluster(groups, hostvars)
     problems += parse_problems

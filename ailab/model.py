@@ -46,9 +46,12 @@ class Hardware:
     sockets: int
     cores_per_socket: int
     threads_per_core: int
-    memory_mb: int
+    memory_mb: int  # Slurm's RealMemory (MiB): what jobs may use, a little below what is installed
     cpu_model: str = ""
     gpu: Gpu | None = None
+    # The RAM the machine has (GiB, as its datasheet says: 256, 768, ...); what the user docs show.  None: the
+    # docs fall back to memory_mb.  memory_mb may not exceed memory_installed_gb * 1024.
+    memory_installed_gb: int | None = None
 
     @property
     def cpus(self) -> int:
@@ -202,6 +205,17 @@ class CephSettings:
     monitors: tuple[str, ...] = ()  # external cluster: monitor addresses; managed: from the ceph group
     managed: bool = False  # True: the ceph group runs the cluster (role ceph_cluster)
     client: str = "fuse"  # "kernel" or "fuse"
+    # Managed Ceph: copies of every object in the CephFS pools.  0: min(3, hosts in group ceph), with
+    # min_size = size - 1 (ailab.ceph.pool_size; role ceph_cluster's ceph_cluster_pool_size, default 0).
+    pool_size: int = 0
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """What role accounts creates besides the users (its defaults; an inventory may override them)."""
+
+    admin_group: str = "ailab-admins"  # accounts_admin_group: members may log in anywhere and use sudo
+    admin_gid: int = 2900  # accounts_admin_gid
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,7 @@ class Cluster:
     # Where generated secrets live on the Ansible controller (munge key, Ceph keys; in a simulated
     # inventory also Ansible's SSH key and the pinned host keys): ``ailab_secrets_dir``.
     secrets_dir: str = ""
+    accounts: AccountSettings = field(default_factory=AccountSettings)
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))

@@ -345,6 +345,9 @@ def ops_config_data(
 CONFIG_VERSION = 1
 
 
+RERENDER = "re-render the file from the inventory (site.yml, role operations)"
+
+
 class _Fields:
     """Typed reads of one mapping; every problem names the field and the fix."""
 
@@ -362,13 +365,17 @@ class _Fields:
         value = self.data.get(key)
         if value is None or value == "":
             if required:
-                self.problem(key, "is missing", f"set {key}")
+                self.problem(key, "is missing", RERENDER)
             return ""
         if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {value!r}", f"set {key} to a string")
+            self.problem(
+                key, f"must be a string, got {value!r}", f"write {key} as a JSON string, or {RERENDER}"
+            )
             return ""
         if absolute and not value.startswith("/"):
-            self.problem(key, f"{value!r} is not an absolute path", "start it with /")
+            self.problem(
+                key, f"{value!r} is not an absolute path", f"write the full path from /, or {RERENDER}"
+            )
             return ""
         return value
 
@@ -404,7 +411,7 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
     problems: list[str] = []
     f = _Fields(data, "", problems)
     if f.data and f.data.get("version") != CONFIG_VERSION:
-        f.problem("version", f"is {f.data.get('version')!r}, expected {CONFIG_VERSION}", "re-render it")
+        f.problem("version", f"is {f.data.get('version')!r}, expected {CONFIG_VERSION}", RERENDER)
     timezone = f.text("timezone")
     if timezone:
         try:
@@ -413,13 +420,22 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
             f.problem("timezone", f"{timezone!r} is not a time zone", "use an IANA name (install tzdata)")
     home_root = f.text("home_root", absolute=True)
     if home_root and os.path.normpath(home_root) == "/":
-        f.problem("home_root", "is /", "point it at the directory that holds the homes")
+        f.problem(
+            "home_root",
+            "is /",
+            "set ailab_ceph.home_root to the directory that holds the homes, e.g. /ceph/home, "
+            "and re-run site.yml",
+        )
     d = _Fields(f.data.get("deletion"), "deletion.", problems)
     month, day = d.number("month", 8, minimum=1), d.number("day", 1, minimum=1)
     try:
         dt.date(2001, month, day)
     except ValueError:
-        d.problem("day", f"month {month} day {day} is not a date in every year", "use a valid month and day")
+        d.problem(
+            "day",
+            f"month {month} day {day} is not a date in every year",
+            "pick a day that exists in every year (e.g. month 8, day 1) in ailab_policy.deletion",
+        )
         month, day = 8, 1
     offsets = []
     raw_notices = d.data.get("notices")
@@ -430,7 +446,7 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
         n = _Fields(raw, f"deletion.notices[{i}].", problems)
         offset = NoticeOffset(months=n.number("months", 0), days=n.number("days", 0))
         if offset.months == 0 and offset.days == 0:
-            n.problem("days", "the notice has no lead time", "give it months or days")
+            n.problem("days", "the notice has no lead time", 'give it a lead time, e.g. {"days": 14}')
         else:
             offsets.append(offset)
     maintenance_days = f.data.get("maintenance_notice_days", [])
@@ -451,14 +467,23 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
         u = _Fields(raw, f"users[{i}].", problems)
         name = u.text("name")
         if name and not USERNAME_RE.match(name):
-            u.problem("name", f"{name!r} is not a valid user name", "fix ailab_users in the inventory")
+            u.problem(
+                "name",
+                f"{name!r} is not a valid user name",
+                "rename the user in ailab_users (a lowercase letter or _, then lowercase letters, digits, "
+                "_ or -, at most 32), then re-run site.yml",
+            )
             name = ""
         if name in seen:
             u.problem("name", f"{name!r} is listed twice", "list each user once")
         seen.add(name)
         email_addr = u.text("email")
         if email_addr and "@" not in email_addr:
-            u.problem("email", f"{email_addr!r} is not an e-mail address", "fix ailab_users in the inventory")
+            u.problem(
+                "email",
+                f"{email_addr!r} is not an e-mail address",
+                "write a full address such as name@example.org in ailab_users, then re-run site.yml",
+            )
         person = Person(
             name=name,
             uid=u.number("uid", 0, minimum=1000),

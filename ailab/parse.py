@@ -15,6 +15,7 @@ from typing import Any
 from ailab.gpus import GPU_MODELS, known_models
 from ailab.model import (
     GROUP_COMPUTE,
+    AccountSettings,
     CephSettings,
     Cluster,
     DeletionPolicy,
@@ -45,7 +46,17 @@ CLUSTER_VARS = (
     "ailab_sim",
     "ailab_secrets_dir",
 )
+# Role variables the checks must see as the roles will (their defaults are the model's): the admin group
+# of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
+ACCOUNT_VARS = ("accounts_admin_group", "accounts_admin_gid")
+CEPH_POOL_SIZE_VAR = "ceph_cluster_pool_size"
+ROLE_VARS = (*ACCOUNT_VARS, CEPH_POOL_SIZE_VAR)
 NODE_CLASS_PREFIX = f"{GROUP_COMPUTE}_"
+# The yearly deletion day must exist every year (a 29 February would skip three years in four).
+DATE_IN_EVERY_YEAR_FIX = (
+    "pick a day that exists in every year: 1-28 in February, 1-30 in April, June, September and November, "
+    "1-31 otherwise (e.g. month: 8, day: 1)"
+)
 _OFFSET_RE = re.compile(r"^\s*(\d+)\s*(month|months|day|days)\s*$")
 
 
@@ -64,6 +75,8 @@ class Reader:
         self.data: Mapping[str, Any] = data
 
     def field_name(self, key: str) -> str:
+        if not self.path:
+            return key
         return f"{self.path}.{key}" if key else self.path
 
     def problem(self, key: str, message: str, fix: str) -> None:
@@ -80,30 +93,51 @@ class Reader:
             if key not in allowed:
                 self.problem(str(key), "unknown field", f"remove it or use one of: {', '.join(allowed)}")
 
-    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+    def string(
+        self, key: str, default: str | None = None, *, required: bool = False, example: str = ""
+    ) -> str:
         value = self.data.get(key)
+        example = example or default or ""
+        like = f', e.g. {key}: "{example}"' if example else ""
         if value is None:
             if required:
-                self.problem(key, "is missing", f"set {key}")
+                self.problem(key, "is missing", f"set {key}{like}")
             return default if default is not None else ""
         if not isinstance(value, str) or not value.strip():
-            self.problem(key, f"must be a non-empty string, got {value!r}", f"set {key} to a string")
+            self.problem(
+                key,
+                f"must be a non-empty string, got {value!r}",
+                f"write {key} as a non-empty string in quotes{like}",
+            )
             return default if default is not None else ""
         return value.strip()
 
     def integer(
-        self, key: str, default: int | None = None, *, minimum: int | None = None, required: bool = False
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        minimum: int | None = None,
+        required: bool = False,
+        example: int | None = None,
     ) -> int:
         value = self.data.get(key)
+        if example is None:
+            example = default if default is not None else minimum
+        like = f", e.g. {key}: {example}" if example is not None else ""
         if value is None:
             if required or default is None:
-                self.problem(key, "is missing", f"set {key} to a whole number")
+                self.problem(key, "is missing", f"set {key} to a whole number{like}")
             return default if default is not None else 0
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 value = int(value)
             else:
-                self.problem(key, f"must be a whole number, got {value!r}", f"set {key} to a whole number")
+                self.problem(
+                    key,
+                    f"must be a whole number, got {value!r}",
+                    f"write {key} as a whole number without quotes or units{like}",
+                )
                 return default if default is not None else 0
         if minimum is not None and value < minimum:
             self.problem(key, f"is {value}, below the minimum {minimum}", f"set {key} to {minimum} or more")
@@ -150,7 +184,11 @@ class Reader:
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                self.problem(f"{key}[{i}]", f"must be a non-empty string, got {item!r}", "fix the entry")
+                self.problem(
+                    f"{key}[{i}]",
+                    f"must be a non-empty string, got {item!r}",
+                    "write the entry as a non-empty string in quotes, or remove it",
+                )
             else:
                 out.append(item.strip())
         return tuple(out)
@@ -165,7 +203,12 @@ class Reader:
         out = []
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, int):
-                self.problem(f"{key}[{i}]", f"must be a whole number, got {item!r}", "fix the entry")
+                self.problem(
+                    f"{key}[{i}]",
+                    f"must be a whole number, got {item!r}",
+                    "write the entry as a whole number without quotes, e.g. "
+                    + (str(default[0]) if default else "1"),
+                )
             else:
                 out.append(item)
         return tuple(out)
@@ -196,15 +239,27 @@ def parse_offset(text: Any) -> NoticeOffset | None:
 def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
     r = Reader(raw, where, "ailab_hardware", problems)
     r.unknown_keys(
-        ("sockets", "cores_per_socket", "threads_per_core", "cpus", "memory_mb", "cpu_model", "gpu")
+        (
+            "sockets",
+            "cores_per_socket",
+            "threads_per_core",
+            "cpus",
+            "memory_mb",
+            "memory_installed_gb",
+            "cpu_model",
+            "gpu",
+        )
     )
     hardware = Hardware(
-        sockets=r.integer("sockets", 1, minimum=1, required=True),
-        cores_per_socket=r.integer("cores_per_socket", 1, minimum=1, required=True),
+        sockets=r.integer("sockets", 1, minimum=1, required=True, example=2),
+        cores_per_socket=r.integer("cores_per_socket", 1, minimum=1, required=True, example=16),
         threads_per_core=r.integer("threads_per_core", 1, minimum=1),
-        memory_mb=r.integer("memory_mb", 1024, minimum=1, required=True),
-        cpu_model=r.string("cpu_model", ""),
+        memory_mb=r.integer("memory_mb", 1024, minimum=1, required=True, example=257000),
+        cpu_model=r.string("cpu_model", "", example="2x AMD EPYC 7302 16-core"),
         gpu=None,
+        memory_installed_gb=r.integer("memory_installed_gb", minimum=1, example=256)
+        if r.has("memory_installed_gb")
+        else None,
     )
     if r.has("cpus"):
         declared = r.integer("cpus", hardware.cpus)
@@ -219,9 +274,9 @@ def parse_hardware(raw: Any, where: str, problems: list[Problem]) -> Hardware:
     if r.has("gpu"):
         g = r.child("gpu")
         g.unknown_keys(("model", "count", "memory_gb"))
-        raw_model = g.string("model", required=True)
+        raw_model = g.string("model", required=True, example="t4")
         model = raw_model.lower()
-        count = g.integer("count", 0, required=True)
+        count = g.integer("count", 0, required=True, example=6)
         if count < 1:
             g.problem(
                 "count",
@@ -284,7 +339,7 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
     try:
         dt.date(2001, month, day)  # a non-leap year: 29 February would skip three years in four
     except ValueError:
-        d.problem("day", f"month {month} day {day} is not a date in every year", "use a valid month and day")
+        d.problem("day", f"month {month} day {day} is not a date in every year", DATE_IN_EVERY_YEAR_FIX)
         month, day = 8, 1
     deletion = DeletionPolicy(month=month, day=day, notices=tuple(notices))
 
@@ -308,8 +363,8 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
         maintenance_notice_days=r.int_list("maintenance_notice_days", defaults.maintenance_notice_days),
         login_limits=login,
         default_quota_gb=r.integer("default_quota_gb", defaults.default_quota_gb, minimum=1),
-        extension_url=r.string("extension_url", ""),
-        support_email=r.string("support_email", ""),
+        extension_url=r.string("extension_url", "", example="https://forms.example.org/extension"),
+        support_email=r.string("support_email", "", example="support@example.org"),
     )
 
 
@@ -319,7 +374,12 @@ def parse_users(raw: Any, problems: list[Problem]) -> dict[str, User]:
         return users
     if not isinstance(raw, list):
         problems.append(
-            Problem("group_vars/all", "ailab_users", "must be a list", "write one entry per user")
+            Problem(
+                "group_vars/all",
+                "ailab_users",
+                "must be a list",
+                "write it as a YAML list, one entry per user (- name: ab12cd ...)",
+            )
         )
         return users
     fields = (
@@ -340,13 +400,13 @@ def parse_users(raw: Any, problems: list[Problem]) -> dict[str, User]:
         r = Reader(entry, where, f"ailab_users[{i}]", problems)
         r.unknown_keys(fields)
         user = User(
-            name=r.string("name", required=True),
-            uid=r.integer("uid", 0, required=True),
-            gid=r.integer("gid", 0, required=True),
-            full_name=r.string("full_name", ""),
-            email=r.string("email", ""),
-            project=r.string("project", ""),
-            quota_gb=r.integer("quota_gb", minimum=1) if r.has("quota_gb") else None,
+            name=r.string("name", required=True, example="ab12cd"),
+            uid=r.integer("uid", 0, required=True, example=200101),
+            gid=r.integer("gid", 0, required=True, example=200101),
+            full_name=r.string("full_name", "", example="Anna Bech"),
+            email=r.string("email", "", example="ab12cd@student.example.org"),
+            project=r.string("project", "", example="cs-ml-2026"),
+            quota_gb=r.integer("quota_gb", minimum=1, example=200) if r.has("quota_gb") else None,
             ssh_keys=r.string_list("ssh_keys"),
             extension_until=r.date("extension_until"),
             admin=r.boolean("admin", False),
@@ -364,13 +424,21 @@ def parse_projects(raw: Any, problems: list[Problem]) -> dict[str, Project]:
         return projects
     if not isinstance(raw, list):
         problems.append(
-            Problem("group_vars/all", "ailab_projects", "must be a list", "write one entry per project")
+            Problem(
+                "group_vars/all",
+                "ailab_projects",
+                "must be a list",
+                "write it as a YAML list, one entry per project (- name: cs-ml-2026 ...)",
+            )
         )
         return projects
     for i, entry in enumerate(raw):
         r = Reader(entry, "group_vars/all", f"ailab_projects[{i}]", problems)
         r.unknown_keys(("name", "description"))
-        project = Project(name=r.string("name", required=True), description=r.string("description", ""))
+        project = Project(
+            name=r.string("name", required=True, example="cs-ml-2026"),
+            description=r.string("description", "", example="Machine Learning (CS, 7th semester)"),
+        )
         if project.name in projects:
             r.problem("name", f"project {project.name!r} is listed twice", "keep one entry per project")
         elif project.name:
@@ -385,7 +453,12 @@ def parse_partitions(
         return ()
     if not isinstance(raw, list):
         problems.append(
-            Problem("group_vars/all", "ailab_partitions", "must be a list", "write one entry per partition")
+            Problem(
+                "group_vars/all",
+                "ailab_partitions",
+                "must be a list",
+                "write it as a YAML list, one entry per partition (- name: gpu ...)",
+            )
         )
         return ()
     partitions = []
@@ -402,7 +475,7 @@ def parse_partitions(
             nodes.update(groups.get(group, ()))
         partitions.append(
             Partition(
-                name=r.string("name", required=True),
+                name=r.string("name", required=True, example="gpu"),
                 node_groups=node_groups,
                 nodes=tuple(sorted(nodes)),
                 default=r.boolean("default", False),
@@ -412,10 +485,43 @@ def parse_partitions(
     return tuple(partitions)
 
 
-def cluster_vars(hostvars: Mapping[str, Mapping[str, Any]], problems: list[Problem]) -> dict[str, Any]:
+def parse_pool_size(
+    cr: Reader, groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping[str, Any]]
+) -> int:
+    """``ailab_ceph.pool_size``, or the value role ceph_cluster reads today (``ceph_cluster_pool_size`` of
+    the ceph hosts, default 0) when the model does not say; both set and different is a problem."""
+    role_values = {hostvars[h].get(CEPH_POOL_SIZE_VAR) for h in groups.get("ceph", ()) if h in hostvars}
+    role_values.discard(None)
+    role = Reader({CEPH_POOL_SIZE_VAR: next(iter(role_values), None)}, "group ceph", "", cr.problems)
+    if len(role_values) > 1:
+        role.problem(
+            CEPH_POOL_SIZE_VAR,
+            f"differs between the ceph hosts ({', '.join(sorted(map(str, role_values)))})",
+            "set ailab_ceph.pool_size once in group_vars/all instead",
+        )
+        return 0
+    role_size = role.integer(CEPH_POOL_SIZE_VAR, 0, minimum=0)
+    if not cr.has("pool_size"):
+        return role_size
+    size = cr.integer("pool_size", 0, minimum=0, example=3)
+    if size != role_size:
+        # Until roles/ceph_cluster reads ailab_ceph.pool_size, the two must agree or the model would lie.
+        cr.problem(
+            "pool_size",
+            f"is {size} but role ceph_cluster reads {CEPH_POOL_SIZE_VAR}, which is {role_size}"
+            + ("" if role_values else " (its default)"),
+            f"set {CEPH_POOL_SIZE_VAR}: {size} in group_vars/ceph.yml as well (the role does not read "
+            "ailab_ceph.pool_size yet), or drop ailab_ceph.pool_size",
+        )
+    return size
+
+
+def cluster_vars(
+    hostvars: Mapping[str, Mapping[str, Any]], problems: list[Problem], keys: Sequence[str] = CLUSTER_VARS
+) -> dict[str, Any]:
     """The cluster-wide variables, which every host must see with the same value."""
     values: dict[str, Any] = {}
-    for key in CLUSTER_VARS:
+    for key in keys:
         seen: dict[str, Any] = {}
         for host, hv in sorted(hostvars.items()):
             seen[host] = hv.get(key)
@@ -461,15 +567,23 @@ def build_cluster(
         config_overrides=s.boolean("config_overrides", sd.config_overrides),
     )
     cr = Reader(cvars["ailab_ceph"], "group_vars/all", "ailab_ceph", problems)
-    cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client"))
+    cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client", "pool_size"))
     cd = CephSettings()
     ceph = CephSettings(
         fs_name=cr.string("fs_name", cd.fs_name),
         home_root=cr.string("home_root", cd.home_root),
-        datasets_path=cr.string("datasets_path") or None,
+        datasets_path=cr.string("datasets_path", example="/ceph/datasets") or None,
         monitors=cr.string_list("monitors"),
         managed=cr.boolean("managed", cd.managed),
         client=cr.string("client", cd.client),
+        pool_size=parse_pool_size(cr, groups, hostvars),
+    )
+    avars = cluster_vars(hostvars, problems, ACCOUNT_VARS)
+    a = Reader(avars, "group_vars/all", "", problems)
+    ad = AccountSettings()
+    accounts = AccountSettings(
+        admin_group=a.string("accounts_admin_group", ad.admin_group),
+        admin_gid=a.integer("accounts_admin_gid", ad.admin_gid),
     )
     sim = None
     if cvars["ailab_sim"] is not None:
@@ -515,7 +629,7 @@ def build_cluster(
 
     cluster = Cluster(
         name=c.string("name", "ailab"),
-        domain=c.string("domain", ""),
+        domain=c.string("domain", "", example="srv.example.org"),
         timezone=c.string("timezone", "UTC"),
         hosts=hosts,
         node_classes=node_classes,
@@ -528,6 +642,7 @@ def build_cluster(
         sim=sim,
         admin_networks=c.string_list("admin_networks"),
         secrets_dir=_secrets_dir(cvars["ailab_secrets_dir"], problems),
+        accounts=accounts,
     )
     return cluster, problems
 

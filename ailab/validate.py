@@ -3,26 +3,100 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 import zoneinfo
 from collections import defaultdict
 
+from ailab.ceph import MAX_AUTO_REPLICAS
+from ailab.gpus import known_models
 from ailab.model import (
     GROUP_CEPH,
     GROUP_COMPUTE,
     GROUP_CONTROLLER,
     GROUP_FRONTEND,
+    ROLE_GROUPS,
     Cluster,
     Host,
+    User,
     parse_duration,
 )
 from ailab.problems import Problem
+from ailab.sshkeys import key_problem
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-FIRST_USER_ID = 1000  # below: system accounts
-RESERVED_IDS = {65534}  # nobody/nogroup
+# An address that fits everywhere it goes: the GECOS field (no ',' or ':'), mail headers (no spaces, quotes
+# or angle brackets) and Postfix aliases.  Local part: RFC 5322's atom characters and dots.
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s\"'<>]*)?$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+# ailab_cluster.name ends up in paths (the secrets directory), mail headers ("name <noreply@...>") and the
+# MOTD; ailab_sim.prefix/network in Docker container and network names and the simulator's secrets path.
+CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+CEPH_FS_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # Ceph: file system and pool names [a-zA-Z0-9_-.]
+PATH_CHARS_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+FIRST_USER_ID = 1000  # below: system accounts (Debian policy 9.2.2)
+# Debian policy 9.2.2: 60000-64999 are allocated by Debian packages, 65000-65533 reserved, 65534 is
+# nobody/nogroup, 65535 was (uid_t)-1 with 16-bit ids (systemd's DynamicUser= range, 61184-65519, is
+# inside); 4294967294 is (uid_t)-2 (NFS's nobody) and 4294967295 (uid_t)-1, "no id" for every tool.
+RESERVED_ID_RANGES = ((60000, 65535), (4294967294, 4294967295))
+RESERVED_IDS = {65534}  # nobody/nogroup (inside RESERVED_ID_RANGES)
+LAST_ID = 4294967293
+# Accounts and groups a Debian 12 node has before the accounts role runs (base-passwd, systemd, and the
+# packages this project installs: sshd, munge, slurm, ceph, mariadb, postfix, chrony, nvidia).  A user of
+# the inventory with such a name would take the account over (ansible's user/group modules change uid,
+# gid, home and shell of an existing account), or its personal group would be a system group.
+SYSTEM_NAMES = frozenset(
+    " ".join(
+        (
+            # base-passwd's users and groups
+            "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats",
+            "nobody nogroup adm tty disk kmem dialout fax voice cdrom floppy tape sudo audio dip",
+            "operator src shadow utmp video sasl plugdev staff users",
+            # systemd, dbus, udev and friends
+            "systemd-journal systemd-network systemd-resolve systemd-timesync systemd-coredump",
+            "messagebus polkitd input kvm render sgx netdev crontab ssl-cert tss uuidd tcpdump",
+            # daemons of this platform's packages
+            "sshd _ssh munge slurm ceph mysql postfix postdrop _chrony chrony ntp statd _rpc",
+            "nvidia-persistenced docker",
+            # groups with admin rights elsewhere (sudo on other distributions)
+            "wheel admin lpadmin",
+        )
+    ).split()
+)
+SYSTEM_PREFIXES = ("systemd-", "_")  # Debian: system accounts start with an underscore (policy 9.2.1)
+# Host names something else gives a meaning to (case-insensitive): slurm.conf's NodeName=DEFAULT (defaults
+# for the following lines) and Nodes=ALL (every node), Ansible's groups all and ungrouped, and localhost
+# (127.0.0.1).  PartitionName=DEFAULT likewise (check_slurm).
+HOST_RESERVED_NAMES = frozenset({"default", "all", "localhost", "ungrouped"})
+# Directories of the operating system: CephFS must not be mounted on or under them.  /home is allowed (a
+# shared /home is common on clusters; Debian keeps nothing but local users' homes there, and this platform
+# has no local users).
+SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
 CLASSIFICATION_LEVELS = (0, 1, 2, 3)  # AAU's model; the platform permits only some of them
 # Slurm names (ailab/slurm.py): the cluster name prefixes MariaDB table names (40 characters at most, Slurm
 # lower-cases it); accounts are lower-cased by sacctmgr, so a capital letter would never match again.
@@ -44,6 +118,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_sim,
         check_slurm,
         check_admin_access,
+        check_cluster,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -86,8 +161,43 @@ def _canonical(name: str) -> str:
     return name.lower().split(".", 1)[0]
 
 
+ADDRESS_FIX = (
+    "write the host's IPv4 address on the cluster network, e.g. ailab_address: 10.70.20.11 "
+    "(no host name, no /prefix)"
+)
+
+
+def address_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a node's address on the cluster network, or None.
+
+    IPv4 only: slurm.conf is rendered without CommunicationParameters=EnableIPv6 and ceph.conf's mon_host
+    without the brackets an IPv6 address needs, so an IPv6 address would break slurmd and the monitors."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return f"{text!r} is not an IP address"
+    if address.version == 6:
+        return f"{text} is an IPv6 address; the Slurm and Ceph configuration this project writes is IPv4-only"
+    for kind, test in (
+        ("the unspecified address", address.is_unspecified),
+        ("a loopback address (127.0.0.0/8)", address.is_loopback),
+        ("a multicast address (224.0.0.0/4)", address.is_multicast),
+        ("a link-local address (169.254.0.0/16)", address.is_link_local),
+        ("the broadcast address", address == ipaddress.IPv4Address("255.255.255.255")),
+        ("a reserved address (240.0.0.0/4)", address.is_reserved),
+    ):
+        if test:
+            return f"{text} is {kind}, not a unicast address of the cluster network"
+    return None
+
+
 def check_hosts(cluster: Cluster) -> list[Problem]:
     out = []
+    group_names = {
+        *ROLE_GROUPS,
+        *cluster.node_classes,
+        *(g for p in cluster.partitions for g in p.node_groups),
+    }
     by_address: dict[str, list[str]] = defaultdict(list)
     by_short: dict[str, list[str]] = defaultdict(list)
     for host in cluster.hosts.values():
@@ -102,18 +212,29 @@ def check_hosts(cluster: Cluster) -> list[Problem]:
                     "rename the host, e.g. a256-t4-04; keep the domain in ailab_cluster.domain",
                 )
             )
-        if host.address:
-            try:
-                ipaddress.ip_address(host.address)
-            except ValueError:
-                out.append(
-                    Problem(
-                        where,
-                        "ailab_address",
-                        f"{host.address!r} is not an IP address",
-                        "set the host's IP on the cluster network",
-                    )
+        elif host.name.lower() in HOST_RESERVED_NAMES:
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    f"{host.name!r} is reserved (slurm.conf: NodeName=DEFAULT sets defaults, Nodes=ALL means "
+                    "every node; Ansible: the groups all and ungrouped; localhost is 127.0.0.1)",
+                    "rename the host, e.g. a256-t4-04",
                 )
+            )
+        elif host.name in group_names:
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    f"{host.name!r} is also the name of an inventory group; Ansible patterns and "
+                    "node_groups could mean either",
+                    "rename the host, e.g. a256-t4-04",
+                )
+            )
+        if host.address:
+            if problem := address_problem(host.address):
+                out.append(Problem(where, "ailab_address", problem, ADDRESS_FIX))
             by_address[host.address].append(host.name)
         if not any(host.in_group(g) for g in (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)):
             out.append(
@@ -200,13 +321,35 @@ def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
             )
         ]
     out = []
+    installed = hw.memory_installed_gb
+    if installed is not None and installed >= 1 and hw.memory_mb > installed * 1024:
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware.memory_mb",
+                f"{hw.memory_mb} MB is more than the {installed} GB installed "
+                f"(ailab_hardware.memory_installed_gb: {installed * 1024} MB); slurmd would drain the node",
+                f"set memory_mb to at most {installed * 1024} (a little less leaves room for the OS), "
+                "or correct memory_installed_gb to the RAM the machine has",
+            )
+        )
+    if TEXT_BAD.search(hw.cpu_model):
+        out.append(
+            Problem(
+                where,
+                "ailab_hardware.cpu_model",
+                f"{hw.cpu_model!r} has '|' or a control character, which break the node table of the "
+                "generated user docs",
+                "write it on one line without '|', e.g. cpu_model: 2x AMD EPYC 7302 16-core",
+            )
+        )
     if hw.gpu is None:
         out.append(
             Problem(
                 where,
                 "ailab_hardware.gpu",
                 "is missing; compute nodes are GPU nodes (seed 001 rule 5)",
-                "declare gpu: {model: ..., count: N}",
+                f"declare ailab_hardware.gpu, e.g. gpu: {{model: t4, count: 6}} (models: {known_models()})",
             )
         )
         return out
@@ -214,25 +357,29 @@ def _check_hardware(cluster: Cluster, host: Host) -> list[Problem]:
         return out  # reported while parsing
     slurm = cluster.slurm
     need_mem = slurm.def_mem_per_gpu_mb * hw.gpu.count
-    if need_mem > hw.memory_mb:
+    if hw.memory_mb >= 1 and need_mem > hw.memory_mb:  # below 1: reported while parsing
+        per_gpu = hw.memory_mb // hw.gpu.count
         out.append(
             Problem(
                 where,
                 "ailab_hardware.memory_mb",
                 f"{hw.memory_mb} MB cannot give each of its {hw.gpu.count} GPUs the default "
                 f"{slurm.def_mem_per_gpu_mb} MB (ailab_slurm.def_mem_per_gpu_mb): {need_mem} MB needed",
-                "lower ailab_slurm.def_mem_per_gpu_mb or correct memory_mb / gpu.count",
+                (f"set ailab_slurm.def_mem_per_gpu_mb to {per_gpu} or less, or " if per_gpu else "")
+                + "correct memory_mb / gpu.count",
             )
         )
     need_cpu = slurm.def_cpu_per_gpu * hw.gpu.count
-    if need_cpu > hw.cpus:
+    if hw.cpus >= 1 and need_cpu > hw.cpus:
+        per_gpu = hw.cpus // hw.gpu.count
         out.append(
             Problem(
                 where,
                 "ailab_hardware",
                 f"{hw.cpus} CPUs cannot give each of its {hw.gpu.count} GPUs the default "
                 f"{slurm.def_cpu_per_gpu} CPUs (ailab_slurm.def_cpu_per_gpu): {need_cpu} needed",
-                "lower ailab_slurm.def_cpu_per_gpu or correct the CPU topology / gpu.count",
+                (f"set ailab_slurm.def_cpu_per_gpu to {per_gpu} or less, or " if per_gpu else "")
+                + "correct the CPU topology (sockets, cores_per_socket, threads_per_core) / gpu.count",
             )
         )
     return out
@@ -280,7 +427,9 @@ def check_partitions(cluster: Cluster) -> list[Problem]:
                         "list only compute groups",
                     )
                 )
-        if p.max_time is not None and parse_duration(p.max_time) > policy_max:
+        if p.max_time is not None and (problem := duration_problem(p.max_time)):
+            out.append(Problem(where, "max_time", problem, 'write e.g. max_time: "04:00:00", or drop it'))
+        elif p.max_time is not None and parse_duration(p.max_time) > policy_max:
             out.append(
                 Problem(
                     where,
@@ -303,23 +452,91 @@ def check_partitions(cluster: Cluster) -> list[Problem]:
     return out
 
 
+def duration_problem(text: str) -> str | None:
+    """Why a (well-formed) HH:MM:SS time limit cannot be one, or None."""
+    seconds = parse_duration(text)
+    if seconds == 0:
+        return "is zero: no job fits a time limit of 0 (and Slurm reads 0 in a request as no limit)"
+    if seconds % 60:
+        return (
+            f"{text} has seconds; Slurm keeps time limits in whole minutes and would round it up, while "
+            "job_submit.lua rounds down"
+        )
+    return None
+
+
+def _check_notices(cluster: Cluster) -> list[Problem]:
+    """The yearly deletion's notices as ailab-retention needs them (it refuses an empty list)."""
+    out = []
+    where = "group_vars/all"
+    notices = cluster.policy.deletion.notices
+    if not notices:
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.deletion.notices",
+                "is empty: ailab-retention refuses to run, and nobody would be told before the deletion",
+                'list the notices, e.g. notices: ["2 months", "1 month", "14 days", "2 days"]',
+            )
+        )
+    for i, offset in enumerate(notices):
+        if offset.months >= 12 or offset.days >= 365:
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_policy.deletion.notices[{i}]",
+                    f"{offset.label} is a year or more: the notice would fall before the previous "
+                    "deletion, in the wrong cycle",
+                    'give it less than a year, e.g. "2 months"',
+                )
+            )
+    return out
+
+
 def check_policy(cluster: Cluster) -> list[Problem]:
     out = []
     policy = cluster.policy
     where = "group_vars/all"
-    if parse_duration(policy.default_job_time) > policy.max_job_seconds:
+    bad_times = False
+    for key, value, example in (
+        ("max_job_time", policy.max_job_time, "12:00:00"),
+        ("default_job_time", policy.default_job_time, "01:00:00"),
+    ):
+        if problem := duration_problem(value):
+            bad_times = True
+            out.append(Problem(where, f"ailab_policy.{key}", problem, f'write e.g. {key}: "{example}"'))
+    if not bad_times and parse_duration(policy.default_job_time) > policy.max_job_seconds:
         out.append(
             Problem(
                 where,
                 "ailab_policy.default_job_time",
                 f"{policy.default_job_time} is above max_job_time {policy.max_job_time}",
-                "make default_job_time shorter than max_job_time",
+                f"set default_job_time to {policy.max_job_time} or less",
             )
         )
-    if policy.max_job_seconds == 0:
-        out.append(
-            Problem(where, "ailab_policy.max_job_time", "is zero", 'set it, e.g. max_job_time: "12:00:00"')
-        )
+    out.extend(_check_notices(cluster))
+    for key, value in (("support_email", policy.support_email), ("extension_url", policy.extension_url)):
+        if not value:
+            continue
+        if key == "support_email" and not EMAIL_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    "ailab_policy.support_email",
+                    f"{value!r} is not an e-mail address (it is the Reply-To of every notice and root's "
+                    "mail alias)",
+                    "write a full address such as support@example.org",
+                )
+            )
+        if key == "extension_url" and not URL_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    "ailab_policy.extension_url",
+                    f"{value!r} is not an http(s) URL (notices and the login message print it as a link)",
+                    "write the whole address of the extension form, e.g. https://forms.example.org/extend",
+                )
+            )
     for level in policy.data_classification_levels:
         if level not in CLASSIFICATION_LEVELS:
             out.append(
@@ -398,22 +615,58 @@ def check_users(cluster: Cluster) -> list[Problem]:
                     "use the university login, e.g. ab12cd",
                 )
             )
-        for key, value in (("uid", user.uid), ("gid", user.gid)):
-            if value < FIRST_USER_ID or value in RESERVED_IDS:
-                out.append(
-                    Problem(
-                        where,
-                        key,
-                        f"{value} is a system id",
-                        f"use an id of {FIRST_USER_ID} or more (and not 65534)",
-                    )
+        elif reserved := _system_name(cluster, user.name):
+            out.append(
+                Problem(
+                    where,
+                    "name",
+                    f"{user.name!r} is {reserved}; role accounts would take that account or group over",
+                    "use the person's university login (e.g. ab12cd); system names are reserved",
                 )
+            )
+        for key, value in (("uid", user.uid), ("gid", user.gid)):
+            if problem := _id_problem(value):
+                out.append(Problem(where, key, f"{value} is {problem}", ID_FIX))
+        if user.gid == cluster.accounts.admin_gid:
+            out.append(
+                Problem(
+                    where,
+                    "gid",
+                    f"{user.gid} is the gid of the admin group {cluster.accounts.admin_group} "
+                    "(accounts_admin_gid); the user's personal group would replace it",
+                    "give the user's personal group its own gid (the convention: gid = uid)",
+                )
+            )
+        out.extend(_check_gecos(user))
+        for i, key in enumerate(user.ssh_keys):
+            if found := key_problem(key):
+                message, fix = found
+                out.append(Problem(where, f"ssh_keys[{i}]", message, fix))
         if not user.email:
-            out.append(Problem(where, "email", "is missing", "set the e-mail that receives notices"))
+            out.append(
+                Problem(
+                    where,
+                    "email",
+                    "is missing",
+                    "set email to the address that receives notices, e.g. email: name@example.org",
+                )
+            )
         elif not EMAIL_RE.match(user.email):
-            out.append(Problem(where, "email", f"{user.email!r} is not an e-mail address", "fix it"))
+            out.append(
+                Problem(
+                    where,
+                    "email",
+                    f"{user.email!r} is not an e-mail address",
+                    "write a full address such as name@example.org",
+                )
+            )
         if not user.project:
-            out.append(Problem(where, "project", "is missing", "set the user's course or project"))
+            known = ", ".join(sorted(cluster.projects)) or "none defined: add one to ailab_projects"
+            out.append(
+                Problem(
+                    where, "project", "is missing", f"set project to the user's course or project: {known}"
+                )
+            )
         elif user.project not in cluster.projects:
             known = ", ".join(sorted(cluster.projects)) or "none defined"
             out.append(
@@ -435,6 +688,119 @@ def check_users(cluster: Cluster) -> list[Problem]:
                         "give every user their own uid",
                     )
                 )
+    out.extend(_check_personal_groups(cluster))
+    out.extend(_check_admin_group(cluster))
+    return out
+
+
+def _check_admin_group(cluster: Cluster) -> list[Problem]:
+    """Role accounts' own group, when the inventory overrides accounts_admin_group/accounts_admin_gid."""
+    out = []
+    accounts = cluster.accounts
+    if not USERNAME_RE.match(accounts.admin_group) or accounts.admin_group in SYSTEM_NAMES:
+        out.append(
+            Problem(
+                "group_vars/all",
+                "accounts_admin_group",
+                f"{accounts.admin_group!r} cannot be the admin group (a group name of lowercase letters, "
+                "digits, '_' or '-' that is not a system group)",
+                "leave it at the role default, ailab-admins, or pick another such name",
+            )
+        )
+    if problem := _id_problem(accounts.admin_gid):
+        out.append(
+            Problem(
+                "group_vars/all",
+                "accounts_admin_gid",
+                f"{accounts.admin_gid} is {problem}",
+                "leave it at the role default, 2900, or pick a free gid from 1000 to 59999",
+            )
+        )
+    return out
+
+
+ID_FIX = (
+    f"use an id from {FIRST_USER_ID} to 59999 or from 65536 to {LAST_ID} (the inventory's users have "
+    "e.g. 200101)"
+)
+
+
+def _id_problem(value: int) -> str | None:
+    if value < FIRST_USER_ID:
+        return f"a system id (below {FIRST_USER_ID})"
+    if value > LAST_ID + 2:
+        return "above the largest id, 4294967295"
+    for low, high in RESERVED_ID_RANGES:
+        if low <= value <= high:
+            return f"in the range {low}-{high} that Debian reserves (65534 is nobody/nogroup)"
+    return None
+
+
+def _system_name(cluster: Cluster, name: str) -> str | None:
+    """What ``name`` already is on a node, if anything."""
+    if name == cluster.accounts.admin_group:
+        return "the admin group of role accounts (accounts_admin_group)"
+    if name in SYSTEM_NAMES:
+        return "a system account or group of Debian 12"
+    if name.startswith(SYSTEM_PREFIXES):
+        return f"a system account name (names starting with {' or '.join(SYSTEM_PREFIXES)} are reserved)"
+    return None
+
+
+# Texts that go into line- and '|'-separated formats: sacctmgr -P output, Markdown tables.
+TEXT_BAD = re.compile(r"[|\x00-\x1f\x7f]")
+# chfn/usermod refuse ':', ',', '=' and control characters in GECOS fields: ':' ends the passwd field, ','
+# separates the GECOS sub-fields (role accounts writes "full name,,,,e-mail").
+GECOS_BAD = re.compile(r"[:,=\x00-\x1f\x7f]")
+
+
+def _check_gecos(user: User) -> list[Problem]:
+    bad = GECOS_BAD.findall(user.full_name)
+    if not bad:
+        return []
+    shown = "".join(sorted({repr(c)[1:-1] for c in bad}))
+    return [
+        Problem(
+            f"user {user.name}",
+            "full_name",
+            f"{user.full_name!r} contains {shown}, which the passwd file's GECOS field cannot hold",
+            "write the name without ':', ',', '=' or line breaks, e.g. full_name: Anna Bech",
+        )
+    ]
+
+
+def _check_personal_groups(cluster: Cluster) -> list[Problem]:
+    """Every user gets a personal group named after them with their gid (role accounts): a gid must be
+    unique per user, and should not be another user's uid (uid = gid is how everyone reads them)."""
+    out = []
+    by_gid: dict[int, list[str]] = defaultdict(list)
+    by_uid = {u.uid: u.name for u in cluster.users.values()}
+    for user in cluster.users.values():
+        by_gid[user.gid].append(user.name)
+    for gid, names in by_gid.items():
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                out.append(
+                    Problem(
+                        f"user {name}",
+                        "gid",
+                        f"duplicate gid {gid} (also {others}); each user's personal group needs its own gid",
+                        "give every user their own gid (the convention: gid = uid)",
+                    )
+                )
+    for user in cluster.users.values():
+        owner = by_uid.get(user.gid)
+        if owner is not None and owner != user.name and len(by_gid[user.gid]) == 1:
+            out.append(
+                Problem(
+                    f"user {user.name}",
+                    "gid",
+                    f"{user.gid} is the uid of user {owner}; files of {user.name}'s group would look like "
+                    f"{owner}'s",
+                    f"use a gid no other user has as uid (the convention: gid = uid, here {user.uid})",
+                )
+            )
     return out
 
 
@@ -448,10 +814,51 @@ def check_storage(cluster: Cluster) -> list[Problem]:
                 where, "ailab_ceph.client", f"{ceph.client!r} is not a CephFS client", "use kernel or fuse"
             )
         )
-    for key, path in (("home_root", ceph.home_root), ("datasets_path", ceph.datasets_path)):
-        if path is not None and not path.startswith("/"):
+    elif cluster.sim is not None and ceph.client != "fuse":
+        out.append(
+            Problem(
+                where,
+                "ailab_ceph.client",
+                "is kernel in a simulated cluster; the containers share the host's kernel, which has no "
+                "CephFS module",
+                "set ailab_ceph.client: fuse",
+            )
+        )
+    if not CEPH_FS_NAME_RE.match(ceph.fs_name):
+        out.append(
+            Problem(
+                where,
+                "ailab_ceph.fs_name",
+                f"{ceph.fs_name!r} is not a CephFS name (Ceph allows letters, digits, '_', '-' and '.')",
+                "use e.g. fs_name: cephfs",
+            )
+        )
+    paths = {"home_root": ceph.home_root, "datasets_path": ceph.datasets_path}
+    good_paths = {}
+    for key, path in paths.items():
+        if path is None:
+            continue
+        found = path_problem(path)
+        if found:
+            out.append(Problem(where, f"ailab_ceph.{key}", *found))
+        else:
+            good_paths[key] = path
+    if len(good_paths) == 2:
+        home, datasets = ceph.home_root, ceph.datasets_path or ""
+        if _inside(datasets, home) or _inside(home, datasets):
+            relation = (
+                "the same directory as"
+                if home == datasets
+                else ("inside" if _inside(datasets, home) else "above")
+            )
             out.append(
-                Problem(where, f"ailab_ceph.{key}", f"{path!r} is not an absolute path", "start it with /")
+                Problem(
+                    where,
+                    "ailab_ceph.datasets_path",
+                    f"{datasets} is {relation} home_root {home}; one mount would hide the other (and a "
+                    "directory in the homes named like a user would be a home)",
+                    "pick separate directories, e.g. home_root: /ceph/home and datasets_path: /ceph/datasets",
+                )
             )
     if ceph.managed and not cluster.ceph_hosts:
         out.append(
@@ -471,30 +878,168 @@ def check_storage(cluster: Cluster) -> list[Problem]:
                 "list the monitor addresses (or set managed: true and add a ceph group)",
             )
         )
+    if not ceph.managed:
+        out.extend(_check_monitors(cluster))
+    elif cluster.ceph_hosts:
+        out.extend(_check_pool_size(cluster))
     return out
+
+
+def _inside(path: str, top: str) -> bool:
+    """``path`` is ``top`` or below it (both normalised)."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def path_problem(path: str) -> tuple[str, str] | None:
+    """(message, fix) when ``path`` cannot be where CephFS is mounted, or None."""
+    example = "e.g. /ceph/home or /ceph/datasets"
+    if not path.startswith("/"):
+        return f"{path!r} is not an absolute path", f"start it with /, {example}"
+    if not PATH_CHARS_RE.match(path):
+        return (
+            f"{path!r} has characters other than letters, digits, '.', '_', '-' and '/' (mount units, "
+            "passwd home fields and Ceph caps take it as it is)",
+            f"rename the directory, {example}",
+        )
+    normal = "/" + "/".join(part for part in posixpath.normpath(path).split("/") if part)
+    if normal != path:
+        return (
+            f"{path!r} is not a normalised path (no '.', '..', '//' or trailing '/')",
+            f"write it as {normal}",
+        )
+    if path == "/":
+        return "is /: CephFS would be mounted over the whole system", f"use a directory of its own, {example}"
+    for system in SYSTEM_DIRS:
+        if _inside(path, system):
+            return (
+                f"{path} is {'a' if path == system else 'inside'} {system}, a directory of the operating "
+                "system; mounting CephFS there hides or shadows system files",
+                f"use a directory of its own outside {', '.join(SYSTEM_DIRS)}, {example}",
+            )
+    return None
+
+
+def _check_monitors(cluster: Cluster) -> list[Problem]:
+    """External Ceph: each monitor is an IPv4 address, optionally with :port (ceph.conf mon_host and the
+    kernel client's device string take them as they are; a bare address gets :6789)."""
+    out = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(cluster.ceph.monitors):
+        field = f"ailab_ceph.monitors[{i}]"
+        address, _, port = entry.partition(":")
+        problem = address_problem(address) if ":" not in port else f"{entry!r} is not address or address:port"
+        if problem is None and ":" in entry and not (port.isdigit() and 1 <= int(port) <= 65535):
+            problem = f"{entry!r} has port {port!r}, not a number from 1 to 65535"
+        if problem is not None:
+            out.append(
+                Problem(
+                    "group_vars/all",
+                    field,
+                    problem,
+                    "write the monitor's IPv4 address, optionally with its port, e.g. 10.70.30.11 or "
+                    "10.70.30.11:6789",
+                )
+            )
+        elif address in seen:
+            out.append(
+                Problem(
+                    "group_vars/all",
+                    field,
+                    f"{address} is listed twice (also ailab_ceph.monitors[{seen[address]}])",
+                    "list each monitor once",
+                )
+            )
+        else:
+            seen[address] = i
+    return out
+
+
+def _check_pool_size(cluster: Cluster) -> list[Problem]:
+    """Managed Ceph: the replica counts role ceph_cluster gives the CephFS pools must keep every write in
+    two copies even with one host down (table in :func:`ailab.ceph.pool_size`)."""
+    hosts = len(cluster.ceph_hosts)
+    requested = cluster.ceph.pool_size
+    size = requested or min(MAX_AUTO_REPLICAS, hosts)
+    if size > hosts:
+        return [
+            Problem(
+                "group_vars/all",
+                "ailab_ceph.pool_size",
+                f"is {size} but group ceph has {hosts} host(s); Ceph places each copy on its own host, so "
+                "the pools could never be healthy",
+                f"add {size - hosts} host(s) to group ceph, or set pool_size to at most {hosts}",
+            )
+        ]
+    if size == 2:
+        where, field = ("group_vars/all", "ailab_ceph.pool_size") if requested else ("group ceph", "hosts")
+        cause = "ailab_ceph.pool_size 2" if requested else "2 storage hosts"
+        return [
+            Problem(
+                where,
+                field,
+                f"{cause} give the CephFS pools size 2 / min_size 1: with one host down every write is "
+                "acknowledged with a single copy, which the next disk failure loses",
+                "add a third host to group ceph (size 3, min_size 2)"
+                + (" and drop pool_size" if requested else ""),
+            )
+        ]
+    if size == 1 and not requested and cluster.sim is None:
+        return [
+            Problem(
+                "group ceph",
+                "hosts",
+                "has one storage host: the CephFS pools keep one copy of every file, a failed disk loses "
+                "every home",
+                "add two hosts to group ceph (size 3, min_size 2); for a test cluster without redundancy "
+                "set ailab_ceph.pool_size: 1 and ceph_cluster_pool_size: 1",
+            )
+        ]
+    return []
 
 
 def check_sim(cluster: Cluster) -> list[Problem]:
     if cluster.sim is None:
         return []
     out = []
+    where = "group_vars/all"
+    for key, value in (("prefix", cluster.sim.prefix), ("network", cluster.sim.network)):
+        if not DOCKER_NAME_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_sim.{key}",
+                    f"{value!r} cannot be part of a Docker container or network name (letters, digits, "
+                    "'_', '.' and '-'; it also names the simulator's secrets directory)",
+                    f"use e.g. {key}: ailab" + ("-sim" if key == "network" else ""),
+                )
+            )
     try:
         subnet = ipaddress.ip_network(cluster.sim.subnet)
     except ValueError:
         return [
+            *out,
             Problem(
-                "group_vars/all",
+                where,
                 "ailab_sim.subnet",
                 f"{cluster.sim.subnet!r} is not a network",
                 "write it as a CIDR, e.g. 10.213.0.0/24",
-            )
+            ),
+        ]
+    if subnet.version != 4 or subnet.prefixlen > 29:
+        return [
+            *out,
+            Problem(
+                where,
+                "ailab_sim.subnet",
+                f"{subnet} is not an IPv4 network with room for the cluster (the nodes' addresses are IPv4)",
+                "write an IPv4 CIDR of /29 or larger, e.g. 10.213.0.0/24",
+            ),
         ]
     gateway = next(subnet.hosts())
     for host in cluster.hosts.values():
-        try:
-            address = ipaddress.ip_address(host.address)
-        except ValueError:
-            continue
+        if address_problem(host.address):
+            continue  # reported by check_hosts
+        address = ipaddress.ip_address(host.address)
         if address not in subnet or address in (gateway, subnet.network_address, subnet.broadcast_address):
             out.append(
                 Problem(
@@ -558,9 +1103,12 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
             )
     if cluster.sim is not None:
         try:
-            gateway = next(ipaddress.ip_network(cluster.sim.subnet).hosts())
+            subnet = ipaddress.ip_network(cluster.sim.subnet)
         except ValueError:
-            return out
+            return out  # check_sim names the subnet
+        if subnet.version != 4 or subnet.prefixlen > 29:
+            return out  # likewise
+        gateway = next(subnet.hosts())
         if not any(gateway in net for net in admin_networks(cluster)):
             out.append(
                 Problem(
@@ -571,6 +1119,33 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
                     f"add {gateway}/32 to admin_networks",
                 )
             )
+    return out
+
+
+def check_cluster(cluster: Cluster) -> list[Problem]:
+    """Names that end up in paths, mail headers and host names."""
+    out = []
+    where = "group_vars/all"
+    if not CLUSTER_NAME_RE.match(cluster.name):
+        out.append(
+            Problem(
+                where,
+                "ailab_cluster.name",
+                f"{cluster.name!r} is not a name for paths and mail headers (letters, digits, '_', '.' and "
+                "'-', at most 63; it names the secrets directory and the notices' sender)",
+                "use e.g. name: ailab",
+            )
+        )
+    if cluster.domain and not DOMAIN_RE.match(cluster.domain):
+        out.append(
+            Problem(
+                where,
+                "ailab_cluster.domain",
+                f"{cluster.domain!r} is not a DNS domain (lowercase labels of letters, digits and '-', "
+                "separated by dots; it makes the hosts' FQDNs and mail names)",
+                "write it like domain: srv.example.org (lowercase, no trailing dot)",
+            )
+        )
     return out
 
 
@@ -600,8 +1175,39 @@ def check_slurm(cluster: Cluster) -> list[Problem]:
                     "rename the project, e.g. cs-ml-2026, and update its users' project",
                 )
             )
+    for project in cluster.projects.values():
+        if project.name.lower() == "root":
+            out.append(
+                Problem(
+                    f"project {project.name}",
+                    "name",
+                    "'root' is Slurm's own top account, above every project's account",
+                    "rename the project, e.g. cs-ml-2026, and update its users' project",
+                )
+            )
+    for project in cluster.projects.values():
+        if TEXT_BAD.search(project.description):
+            out.append(
+                Problem(
+                    f"project {project.name}",
+                    "description",
+                    f"{project.description!r} has '|' or a control character; sacctmgr -P output (which the "
+                    "accounting module reads back) splits fields at '|' and rows at line breaks",
+                    "write the description on one line without '|', e.g. Machine Learning (CS, 7th semester)",
+                )
+            )
     for partition in cluster.partitions:
-        if partition.name and not SLURM_PARTITION_RE.match(partition.name):
+        if partition.name.lower() == "default":
+            out.append(
+                Problem(
+                    f"partition {partition.name}",
+                    "name",
+                    "'DEFAULT' is a slurm.conf keyword (PartitionName=DEFAULT sets defaults for the other "
+                    "partitions)",
+                    "rename it, e.g. gpu, and mark the default partition with default: true",
+                )
+            )
+        elif partition.name and not SLURM_PARTITION_RE.match(partition.name):
             out.append(
                 Problem(
                     f"partition {partition.name}",

@@ -69,7 +69,7 @@ def openstack_config(**overrides: Any) -> dict[str, Any]:
             "a100": "g1.a100x8",
             "v100": "g1.v100x8",
         },
-        "storageNodes": 2,
+        "storageNodes": 3,
         "osdDisksPerNode": 2,
     }
     config.update(overrides)

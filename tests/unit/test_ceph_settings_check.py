@@ -65,14 +65,16 @@ def test_simulator_with_the_kernel_client_is_refused(check_playbook):
     sim = yaml.safe_load((ROOT / "inventory" / "sim" / "group_vars" / "all" / "cluster.yml").read_text())
     out = run(check_playbook, "sim", ailab_ceph={**sim["ailab_ceph"], "client": "kernel"})
     assert out.returncode != 0
-    assert "must use client: fuse" in out.stdout
+    # The model's check (site.yml's first play) refuses it before the CephFS play would.
+    assert "ailab_ceph.client: is kernel in a simulated cluster" in out.stdout
+    assert "set ailab_ceph.client: fuse" in out.stdout
 
 
 def test_datasets_inside_the_homes_is_refused(check_playbook):
     sim = yaml.safe_load((ROOT / "inventory" / "sim" / "group_vars" / "all" / "cluster.yml").read_text())
     out = run(check_playbook, "sim", ailab_ceph={**sim["ailab_ceph"], "datasets_path": "/ceph/home/datasets"})
     assert out.returncode != 0
-    assert "must be neither inside nor above" in out.stdout
+    assert "ailab_ceph.datasets_path: /ceph/home/datasets is inside home_root /ceph/home" in out.stdout
 
 
 @pytest.mark.parametrize(

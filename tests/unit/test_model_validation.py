@@ -31,7 +31,7 @@ CLUSTER_WIDE: dict[str, Any] = {
         "name": "test",
         "domain": "example.org",
         "timezone": "Europe/Copenhagen",
-        "admin_networks": ["10.0.0.5/32"],
+        "admin_networks": ["10.0.0.1/32"],  # the Ansible controller (also a sim subnet 10.0.0.0/x gateway)
     },
     "ailab_policy": {"max_job_time": "12:00:00", "default_job_time": "01:00:00"},
     "ailab_slurm": {"def_mem_per_gpu_mb": 16000, "def_cpu_per_gpu": 4},
@@ -231,6 +231,34 @@ def test_memory_too_small_for_default_memory_per_gpu():
     groups, hostvars = good()
     hostvars["t4-01"]["ailab_hardware"]["memory_mb"] = 64000
     only(problems_of(groups, hostvars), "host t4-01", "memory_mb", "96000 MB needed")
+
+
+def test_installed_memory_is_accepted_when_memory_mb_fits():
+    groups, hostvars = good()
+    hostvars["t4-01"]["ailab_hardware"]["memory_installed_gb"] = 256
+    assert problems_of(groups, hostvars) == []
+    cluster, _ = build_cluster(groups, hostvars)
+    assert cluster.hosts["t4-01"].hardware.memory_installed_gb == 256
+    assert cluster.hosts["t4-02"].hardware.memory_installed_gb is None
+
+
+def test_memory_mb_above_installed_memory():
+    groups, hostvars = good()
+    hostvars["t4-01"]["ailab_hardware"].update(memory_mb=262145, memory_installed_gb=256)
+    only(
+        problems_of(groups, hostvars),
+        "host t4-01: ailab_hardware.memory_mb: 262145 MB is more than the 256 GB installed",
+        "fix: set memory_mb to at most 262144",
+    )
+
+
+@pytest.mark.parametrize("value", ["lots", 255.5, 0, -256])
+def test_installed_memory_must_be_a_positive_whole_number(value):
+    groups, hostvars = good()
+    hostvars["t4-01"]["ailab_hardware"]["memory_installed_gb"] = value
+    only(
+        problems_of(groups, hostvars), "host t4-01: ailab_hardware.memory_installed_gb", "memory_installed_gb"
+    )
 
 
 def test_cpus_too_few_for_default_cpus_per_gpu():

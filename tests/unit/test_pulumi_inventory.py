@@ -131,7 +131,8 @@ def test_cloud_hardware_replaces_the_bare_metal_one(gcp_inventory):
 
 def test_simulator_settings_do_not_reach_the_cloud(tmp_path):
     outputs = parse_outputs(
-        stack_outputs(openstack_config(inventory="../inventory/sim", flavors=SIM_FLAVORS, storageNodes=1))
+        # three storage nodes: on a cloud (no ailab_sim) one would keep the homes in a single copy
+        stack_outputs(openstack_config(inventory="../inventory/sim", flavors=SIM_FLAVORS, storageNodes=3))
     )
     write_inventory(outputs, ROOT / "inventory" / "sim", tmp_path / "inv")
     cluster_yml = yaml.safe_load((tmp_path / "inv" / "group_vars" / "all" / "cluster.yml").read_text())

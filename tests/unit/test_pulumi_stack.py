@@ -290,7 +290,7 @@ def test_openstack_floating_ip_for_the_frontend_only(openstack_run):
 
 def test_openstack_osd_volumes_attached_to_storage_nodes(openstack_run):
     volumes = {r.name: r.inputs for r in openstack_run.of_type("openstack:blockstorage/volume:Volume")}
-    assert set(volumes) == {"stor01-osd0", "stor01-osd1", "stor02-osd0", "stor02-osd1"}
+    assert set(volumes) == {f"stor0{n}-osd{d}" for n in (1, 2, 3) for d in (0, 1)}
     assert all(v["size"] == 500 for v in volumes.values())
     attachments = {
         (a.inputs["instanceId"], a.inputs["volumeId"])

@@ -563,7 +563,7 @@ def test_system_ops_commands(monkeypatch):
     [
         (
             {"home_root": "ceph/home"},
-            "home_root: 'ceph/home' is not an absolute path -- fix: start it with /",
+            "home_root: 'ceph/home' is not an absolute path -- fix: write the full path from /",
         ),
         ({"home_root": "/"}, "home_root: is / -- fix"),
         ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not a time zone"),
@@ -585,7 +585,10 @@ def test_system_ops_commands(monkeypatch):
             {"deletion": {"month": 8, "day": 1, "notices": [{"days": 0}]}},
             "deletion.notices[0].days: the notice has",
         ),
-        ({"retention_state": None}, "retention_state: is missing -- fix: set retention_state"),
+        (
+            {"retention_state": None},
+            "retention_state: is missing -- fix: re-render the file from the inventory",
+        ),
         ({"version": 7}, "version: is 7, expected 1"),
     ],
 )
