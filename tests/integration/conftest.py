@@ -38,10 +38,19 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
 
 
+def site_yml_plays(path: Path = ROOT / "site.yml") -> list[dict]:
+    """site.yml's plays in order, the playbooks it imports inlined (e.g. playbooks/preflight.yml)."""
+    out = []
+    for play in yaml.safe_load(path.read_text()):
+        imported = play.get("ansible.builtin.import_playbook")
+        out += site_yml_plays(path.parent / imported) if imported else [play]
+    return out
+
+
 def site_plays(roles: set[str], name: str) -> Path:
     """A playbook of site.yml's own plays: its validation plays (no roles, no facts) and every play that
     applies one of ``roles``, in site.yml's order.  Written to .cache/<name>.yml; returns its path."""
-    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    plays = site_yml_plays()
     wanted = [
         p
         for p in plays

@@ -16,8 +16,11 @@ ANSIBLE_PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
 
 @pytest.fixture(scope="module")
 def check_playbook(tmp_path_factory):
-    """The plays of site.yml up to and including the CephFS settings check (none of them connects)."""
-    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    """The plays of site.yml up to and including the CephFS settings check (none of them connects): its
+    pre-flight plays, which site.yml imports first."""
+    site = yaml.safe_load((ROOT / "site.yml").read_text())
+    assert site[0].get("ansible.builtin.import_playbook") == "playbooks/preflight.yml"
+    plays = yaml.safe_load((ROOT / "playbooks" / "preflight.yml").read_text())
     names = [p["name"] for p in plays]
     last = next(i for i, n in enumerate(names) if n.startswith("Check the CephFS settings"))
     for play in plays[: last + 1]:
