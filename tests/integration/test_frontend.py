@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from simulator.ssh import ssh_files
 from tests.integration.conftest import INVENTORY, ROOT, explain, roles_changed, site_plays
 
 KEYS = ROOT / "simulator" / "keys"
@@ -71,15 +72,75 @@ def test_student_logs_in_with_key_and_sees_the_rules(sim, fe, keydir):
     assert "By logging in you accept the usage rules" in result.stderr
 
 
-def test_root_login_is_refused_even_with_an_authorized_key(sim, fe, keydir):
+def controller_ssh(sim, address: str, command: str) -> subprocess.CompletedProcess:
+    """ssh as root from this machine with the simulator's controller key and pinned host keys, as Ansible
+    connects (inventory/sim/group_vars/sim.yml)."""
+    files = ssh_files(sim.cluster)
+    return subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={files.known_hosts}", "-o", "IdentitiesOnly=yes",
+         "-i", str(files.private_key), f"root@{address}", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def test_root_logs_in_to_the_front_end_only_from_the_admin_networks(sim, fe, keydir):
+    """Issue 10: Ansible connects as root, so the front-end admits root (key only) from the operators'
+    networks (ailab_cluster.admin_networks: this machine, the bridge gateway) and from nowhere else, even
+    with an authorized key."""
+    import ipaddress
+
+    admin = [ipaddress.ip_network(n, strict=False) for n in sim.cluster.admin_networks]
+    ok = controller_ssh(sim, fe.address, "id -un")
+    assert ok.returncode == 0 and ok.stdout.strip() == "root", ok.stderr
+    other = sim.cluster.controllers[0]
+    assert not any(ipaddress.ip_address(other.address) in n for n in admin)
     pub = (KEYS / "admin1.pub").read_text().strip()
-    sim.exec(fe.name, f"install -d -m 700 /root/.ssh && echo '{pub}' > /root/.ssh/authorized_keys")
+    sim.exec(fe.name, f"printf '%s\\n' '{pub}' >> /root/.ssh/authorized_keys")
+    sim.exec(
+        other.name, "install -m 0600 /dev/stdin /root/.ailab-test-key", input=(KEYS / "admin1").read_text()
+    )
     try:
-        result = ssh(keydir, "root", fe.address, "true", key="admin1")
-        assert result.returncode == 255
-        assert "Permission denied" in result.stderr
+        from_other = sim.exec(
+            other.name,
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o ConnectTimeout=10 -i /root/.ailab-test-key root@{fe.address} true",
+            check=False,
+        )
+        assert from_other.returncode == 255 and "Permission denied" in from_other.stderr, from_other
+        # The same key is accepted from an admin network: the address decides.
+        from_admin = ssh(keydir, "root", fe.address, "true", "-o", "IdentitiesOnly=yes", key="admin1")
+        assert from_admin.returncode == 0, from_admin.stderr
     finally:
-        sim.exec(fe.name, "rm -f /root/.ssh/authorized_keys")
+        sim.exec(
+            fe.name,
+            f"grep -vxF '{pub}' /root/.ssh/authorized_keys > /root/.ssh/k.new; "
+            "mv /root/.ssh/k.new /root/.ssh/authorized_keys; chmod 0600 /root/.ssh/authorized_keys",
+        )
+        sim.exec(other.name, "rm -f /root/.ailab-test-key")
+    assert controller_ssh(sim, fe.address, "true").returncode == 0  # Ansible's own key still works
+
+
+def test_the_old_front_end_rule_locks_ansible_out(sim, fe, converge):
+    """Issue 10: the front-end play used to refuse root from everywhere (no admin_networks).  The simulator
+    converges over SSH as production does, so that rule must lock its next converge out, and the rule with
+    admin_networks must not."""
+    playbook = site_plays({"sshd"}, "sshd-plays")
+    dropin = "/etc/ssh/sshd_config.d/50-ailab.conf"
+    sim.exec(fe.name, f"cp -p {dropin} /root/.50-ailab.conf.saved")
+    try:
+        old = converge(str(playbook), "--limit", fe.name, "-e", '{"sshd_root_login_from": []}')
+        assert old.ok, explain(old)  # the run that applies it still finishes on its open connection
+        assert "Match Address" not in sim.exec(fe.name, f"cat {dropin}").stdout
+        locked = converge(str(playbook), "--limit", fe.name)
+        assert not locked.ok and locked.recap[fe.name].unreachable == 1, explain(locked)
+    finally:
+        sim.exec(fe.name, f"cp -p /root/.50-ailab.conf.saved {dropin} && systemctl reload ssh")
+        sim.exec(fe.name, "rm -f /root/.50-ailab.conf.saved")
+    back = converge(str(playbook), "--limit", fe.name)
+    assert back.ok and back.changed == 0, explain(back)
 
 
 def test_password_login_is_not_offered(sim, fe, keydir):
