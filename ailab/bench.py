@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ailab.playbook import ROOT, run_playbook
@@ -79,6 +80,95 @@ def remove_sim_images(label: str) -> list[str]:
     return ids
 
 
+SCALE_PREFIX = "ailab-scale"
+SCALE_SUBNET = "10.214.0.0/24"
+LIVE_OR_DONE = ("COMPLETED", "PENDING", "RUNNING", "COMPLETING")
+
+
+def container_memory(name: str) -> dict[str, float]:
+    container_id = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return memory_of(container_id)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """min / median / max of ``values`` (MiB), rounded."""
+    ordered = sorted(values)
+    return {
+        "min": round(ordered[0], 1),
+        "median": round(ordered[len(ordered) // 2], 1),
+        "max": round(ordered[-1], 1),
+    }
+
+
+def gpu_job_on_every_node(sim, timeout: float = 900) -> float:
+    """One ``--gres=gpu:1`` job pinned to each compute node, submitted on the front-end by the students in
+    turn; returns the seconds until all of them COMPLETED (raises if one did not)."""
+    fe = sim.cluster.frontends[0].name
+    students = sorted(u.name for u in sim.cluster.users.values() if not u.admin)
+    start = time.monotonic()
+    jobs = {}
+    for i, node in enumerate(sim.cluster.compute):
+        user = students[i % len(students)]
+        submit = (
+            f"sbatch --parsable --gres=gpu:1 --time=00:05:00 --nodelist={node.name} --wrap 'nvidia-smi -L'"
+        )
+        jobs[node.name] = sim.exec(fe, submit, user=user).stdout.strip()
+    ids = ",".join(jobs.values())
+    while True:
+        out = sim.exec(fe, f"sacct -nX -P -j {ids} -o JobID,State", check=False).stdout.split()
+        states = dict(line.split("|", 1) for line in out if "|" in line)
+        if len(states) == len(jobs) and all(v == "COMPLETED" for v in states.values()):
+            return time.monotonic() - start
+        failed = {
+            k: v for k, v in states.items() if v not in ("COMPLETED", "PENDING", "RUNNING", "COMPLETING")
+        }
+        if failed or time.monotonic() - start > timeout:
+            raise SystemExit(f"bench: GPU jobs did not all complete: {failed or states}")
+        time.sleep(3)
+
+
+def up_and_converge(sim, inventory: Path) -> None:
+    sim.up()
+    converge_ok(inventory)
+
+
+def scale_run(source: Path, sizes: list[int], result: BenchResult, subnet: str = SCALE_SUBNET) -> None:
+    """For each N: a scratch inventory of N GPU nodes from ``source``; up + first converge, a no-op
+    converge, one GPU job on every node, RAM per compute container; then the scale cluster is removed."""
+    import tempfile
+
+    from ailab.inventory import load_cluster
+    from simulator.api import Sim
+    from simulator.scale import plan_nodes, write_scale_inventory
+
+    cluster, _ = load_cluster(source)
+    for n in sizes:  # every size is checked before the first one starts
+        plan_nodes(cluster, n, subnet)
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"ailab-scale-{n}-") as tmp:
+            inventory = Path(tmp) / "inventory"
+            write_scale_inventory(source, cluster, n, inventory, prefix=SCALE_PREFIX, subnet=subnet)
+            sim = Sim(inventory)
+            sim.down()
+            try:
+                timed(result, f"scale {n}: up + first converge", partial(up_and_converge, sim, inventory))
+                timed(result, f"scale {n}: no-op converge", partial(converge_ok, inventory))
+                seconds = gpu_job_on_every_node(sim)
+                result.seconds[f"scale {n}: one GPU job on every node"] = round(seconds, 1)
+                time.sleep(5)
+                compute = [container_memory(sim.container(h.name)) for h in sim.cluster.compute]
+                result.ram_mib[f"scale {n}: compute container (median)"] = {
+                    "usage": spread([m["usage"] for m in compute])["median"],
+                    "rss": spread([m["rss"] for m in compute])["median"],
+                }
+                usage, rss = spread([m["usage"] for m in compute]), spread([m["rss"] for m in compute])
+                result.notes.append(f"scale {n}: RAM per compute container usage {usage} MiB, rss {rss} MiB")
+            finally:
+                sim.down()
+
+
 def main(argv: list[str] | None = None) -> int:
     from simulator.api import Sim
     from simulator.plan import LABEL_IMAGE
@@ -88,7 +178,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cold", action="store_true", help="keep cached images (no cold build)")
     parser.add_argument("--json", default=str(ROOT / "bench-results.json"))
     parser.add_argument("--force", action="store_true", help="remove an existing simulated cluster first")
+    parser.add_argument(
+        "--scale",
+        default="8,32,64",
+        help="GPU node counts of the scale run, comma-separated (empty: no scale run)",
+    )
+    parser.add_argument("--only-scale", action="store_true", help="only the scale run (leaves the cluster)")
     args = parser.parse_args(argv)
+    try:
+        sizes = [int(x) for x in args.scale.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--scale {args.scale!r}: write node counts like 8,32,64")
+    if args.only_scale:
+        result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
+        scale_run(Path(args.inventory), sizes, result)
+        return report(result, Path(args.json))
     inventory = Path(args.inventory)
     sim = Sim(inventory)
     result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
@@ -121,17 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     timed(result, "second site.yml run (no changes)", lambda: converge_ok(inventory))
     time.sleep(5)  # let services settle before reading memory
     for status in sim.status():
-        container_id = subprocess.run(
-            ["docker", "inspect", "-f", "{{.Id}}", status.container],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        result.ram_mib[status.name] = memory_of(container_id)
+        result.ram_mib[status.name] = container_memory(status.container)
+    if sizes:
+        sim.down()
+        scale_run(inventory, sizes, result)
+    return report(result, Path(args.json))
+
+
+def report(result: BenchResult, path: Path) -> int:
     print(render_table(result))
+    for note in result.notes:
+        print(f"note: {note}")
     text = json.dumps(asdict(result), indent=2)
     print(text)
-    Path(args.json).write_text(text + "\n")
+    path.write_text(text + "\n")
     return 0
 
 
