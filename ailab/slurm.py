@@ -34,7 +34,9 @@ HEALTH_CHECK_CONFIG = f"{CONF_DIR}/gpu-health.json"
 HEALTH_CHECK_INTERVAL = 30  # seconds; slurmd also runs it once when it starts
 HEALTH_REASON_PREFIX = "gpu-health:"  # the health check only resumes nodes whose drain reason starts so
 GPU_DEVICE = "/dev/nvidia{index}"  # character devices 195:N, as the NVIDIA driver creates them
-DEFAULT_QOS = "ailab"  # the QOS every association gets; caps GPUs per user (ailab_policy.max_gpus_per_user)
+# The QOS every association gets: caps GPUs per user (ailab_policy.max_gpus_per_user) and jobs per user
+# (max_jobs_per_user running, max_submit_jobs_per_user queued and running; an array counts per task).
+DEFAULT_QOS = "ailab"
 
 # The guideline numbers of seed 001 the job_submit plugin quotes.
 RULE_MAX_TIME = 4
@@ -737,8 +739,10 @@ def accounting_spec(cluster: Cluster) -> dict[str, object]:
         "qos": [
             {
                 "name": DEFAULT_QOS,
-                "description": "AI-LAB default: GPUs per user capped (ailab_policy.max_gpus_per_user)",
+                "description": "AI-LAB default: GPUs and jobs per user capped (ailab_policy)",
                 "max_tres_per_user": f"gres/gpu={cluster.policy.max_gpus_per_user}",
+                "max_jobs_per_user": cluster.policy.max_jobs_per_user,
+                "max_submit_jobs_per_user": cluster.policy.max_submit_jobs_per_user,
             }
         ],
         "default_qos": DEFAULT_QOS,

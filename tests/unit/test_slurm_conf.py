@@ -295,6 +295,8 @@ def test_accounting_spec_from_projects_users_and_policy(cluster):
             "name": slurm.DEFAULT_QOS,
             "description": spec["qos"][0]["description"],
             "max_tres_per_user": "gres/gpu=4",
+            "max_jobs_per_user": cluster.policy.max_jobs_per_user,
+            "max_submit_jobs_per_user": cluster.policy.max_submit_jobs_per_user,
         }
     ]
     assert spec["default_qos"] == slurm.DEFAULT_QOS
