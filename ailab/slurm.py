@@ -52,6 +52,15 @@ ESLURM_INVALID_NODE_COUNT = 2006
 ESLURM_INVALID_TIME_LIMIT = 2051
 ESLURM_INVALID_GRES = 2072
 
+# What students may not see of each other (slurm.conf PrivateData, enforced by slurmctld: squeue, scontrol
+# show job, sshare).  Not "reservations": students must see the maintenance windows (MAINT reservations,
+# Users=root, which slurmctld would hide from anyone who cannot use them) with `sinfo -T` or `scontrol show
+# reservation` to fit their jobs before one; the login message (ailab.nodetools.motd, run by pam_motd)
+# reads them the same way.  "accounts" and "users" act only without slurmdbd: they are in slurmdbd.conf.
+PRIVATE_DATA = "jobs,usage"
+# The same for slurmdbd (sacct, sacctmgr, sreport).  Reservations stay visible there too.
+DBD_PRIVATE_DATA = "accounts,jobs,usage,users"
+
 # slurm.conf keys that `scontrol reconfigure` cannot apply: a change needs a slurmctld restart.
 # (Slurm 22.05 slurm.conf(5): "requires a restart"; node additions/removals are fatal to reconfigure.)
 RESTART_KEYS = frozenset(
@@ -242,6 +251,9 @@ def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
         "# job_submit.lua refuses CPU-only jobs and explains the rule.",
         "EnforcePartLimits=ALL",
         "JobSubmitPlugins=lua",
+        "# Students see only their own jobs and usage; root, SlurmUser and AdminLevel Operator/Administrator",
+        "# (ailab_users admin: true) see everything.",
+        f"PrivateData={PRIVATE_DATA}",
         "",
         "# Node health: the GPU check drains a node whose GPUs disagree with the inventory, and resumes it.",
         f"HealthCheckProgram={HEALTH_CHECK_PROGRAM}",
@@ -319,6 +331,8 @@ def render_slurmdbd_conf(cluster: Cluster, host: str | None = None) -> str:
             "StorageHost=localhost",
             f"StorageUser={SLURM_USER}",
             f"StorageLoc={ACCOUNTING_DB}",
+            "# sacct/sacctmgr/sreport: students see their own jobs, usage, user and accounts only.",
+            f"PrivateData={DBD_PRIVATE_DATA}",
             "# Accounting records outlive the yearly data deletion by a year, for reports.",
             "PurgeEventAfter=24months",
             "PurgeJobAfter=24months",

@@ -401,3 +401,11 @@ def test_reload_restarts_for_a_new_gpu_model(cluster):
     old = slurm.render_slurm_conf(cluster)
     new = old.replace("AccountingStorageTRES=gres/gpu,", "AccountingStorageTRES=gres/gpu,gres/gpu:l4,")
     assert slurm.reload_action(old, new) == "restart"
+
+
+def test_private_data_in_slurm_conf_and_slurmdbd_conf(cluster):
+    conf = settings(slurm.render_slurm_conf(cluster))
+    assert conf["PrivateData"] == "jobs,usage"  # not reservations: the login message reads them as a student
+    dbd = slurm.render_slurmdbd_conf(cluster)
+    assert "PrivateData=accounts,jobs,usage,users\n" in dbd
+    assert "reservations" not in dbd.split("PrivateData=")[1].splitlines()[0]
