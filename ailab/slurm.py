@@ -61,33 +61,46 @@ PRIVATE_DATA = "jobs,usage"
 # The same for slurmdbd (sacct, sacctmgr, sreport).  Reservations stay visible there too.
 DBD_PRIVATE_DATA = "accounts,jobs,usage,users"
 
-# slurm.conf keys that `scontrol reconfigure` cannot apply: a change needs a slurmctld restart.
-# (Slurm 22.05 slurm.conf(5): "requires a restart"; node additions/removals are fatal to reconfigure.)
-RESTART_KEYS = frozenset(
+# slurm.conf keys that `scontrol reconfigure` does not apply: a change needs a slurmctld restart.  First the
+# ones Slurm 22.05's slurm.conf(5) documents so ("A restart of slurmctld [and the slurmd daemons] is
+# required", "must be restarted"), then plugin and daemon settings that 22.05's reconfigure does not reload
+# (it keeps the plugins it loaded and its listening ports, identity and accounting connection).
+DOCUMENTED_RESTART_KEYS = frozenset(
     {
+        "AccountingStorageEnforce",
         "AuthType",
-        "ClusterName",
+        "CoreSpecPlugin",
         "CredType",
         "GresTypes",
-        "JobAcctGatherType",
-        "MpiDefault",
+        "JobContainerType",
+        "MaxJobCount",
+        "MaxNodeCount",
         "PluginDir",
+        "PowerPlugin",
         "ProctrackType",
+        "SchedulerType",
         "SelectType",
         "SelectTypeParameters",
         "SlurmctldHost",
         "SlurmctldParameters",
         "SlurmctldPort",
         "SlurmdPort",
-        "SlurmUser",
         "StateSaveLocation",
         "SwitchType",
-        "TaskPlugin",
-        "AccountingStorageType",
+    }
+)
+RESTART_KEYS = DOCUMENTED_RESTART_KEYS | frozenset(
+    {
         "AccountingStorageHost",
         "AccountingStoragePort",
-        "AccountingStorageTRES",
+        "AccountingStorageTRES",  # a new TRES (gres/gpu:<model>) is registered when slurmctld starts
+        "AccountingStorageType",
+        "ClusterName",
+        "JobAcctGatherType",
+        "MpiDefault",
         "PriorityType",
+        "SlurmUser",
+        "TaskPlugin",
     }
 )
 
@@ -708,15 +721,21 @@ return slurm.SUCCESS
 
 def reload_action(old: str | None, new: str) -> str:
     """How slurmctld takes a new slurm.conf: ``"none"`` (same file, or first install: starting the
-    daemon reads it), ``"reconfigure"`` (``scontrol reconfigure``) or ``"restart"`` (nodes added or removed,
-    or a key in :data:`RESTART_KEYS` changed: reconfigure would be fatal or ignored)."""
+    daemon reads it), ``"reconfigure"`` (``scontrol reconfigure``) or ``"restart"``.
+
+    Restart when a key of :data:`RESTART_KEYS` changed, or any node's definition did (a node added or
+    removed, or its CPUs, memory, GRES, address, features or weight changed): slurm.conf(5) for 22.05 says
+    "Changes in node configuration (e.g. adding nodes, changing their processor count, etc.) require
+    restarting both the slurmctld daemon and the slurmd daemons" (role slurm_compute restarts slurmd on any
+    change).  Keys compare case-insensitively, as Slurm reads them; partitions and the other keys take a
+    reconfigure."""
     if not old or not old.strip():
         return "none"
     if old == new:
         return "none"
-    old_keys, new_keys = _settings(old), _settings(new)
-    if _node_names(old) != _node_names(new):
+    if _nodes(old) != _nodes(new):
         return "restart"
+    old_keys, new_keys = _settings(old), _settings(new)
     for key in RESTART_KEYS:
         if old_keys.get(key.lower()) != new_keys.get(key.lower()):
             return "restart"
@@ -736,13 +755,33 @@ def _settings(text: str) -> dict[str, str]:
     return out
 
 
-def _node_names(text: str) -> set[str]:
-    names: set[str] = set()
+def _nodes(text: str) -> dict[str, dict[str, str]]:
+    """Every node's definition in a slurm.conf: name -> its NodeName line's other settings (lower-case
+    keys; NodeAddr and NodeHostname paired with the names; NodeName=DEFAULT lines folded into the nodes
+    after them)."""
+    nodes: dict[str, dict[str, str]] = {}
+    defaults: dict[str, str] = {}
     for line in text.splitlines():
-        match = re.match(r"^\s*NodeName\s*=\s*(\S+)", line, re.IGNORECASE)
-        if match and match.group(1).upper() != "DEFAULT":
-            names.update(expand(match.group(1)))
-    return names
+        line = line.split("#", 1)[0].strip()
+        if not re.match(r"^NodeName\s*=", line, re.IGNORECASE):
+            continue
+        fields: dict[str, str] = {}
+        for item in line.split():
+            key, _, value = item.partition("=")
+            fields[key.lower()] = value
+        names = fields.pop("nodename", "")
+        if names.upper() == "DEFAULT":
+            defaults.update(fields)
+            continue
+        expanded = expand(names)
+        paired = {}
+        for key in ("nodeaddr", "nodehostname"):
+            if key in fields:
+                values = fields.pop(key).split(",")
+                paired[key] = values if len(values) == len(expanded) else [",".join(values)] * len(expanded)
+        for i, name in enumerate(expanded):
+            nodes[name] = {**defaults, **fields, **{key: values[i] for key, values in paired.items()}}
+    return nodes
 
 
 def accounting_spec(cluster: Cluster) -> dict[str, object]:
