@@ -660,20 +660,20 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
     if EXEMPT[submit_uid] then return slurm.SUCCESS end
     local name = tostring(get(job_desc, "name"))
     if GPU_REQUIRED and ailab_requested_gpus(job_desc) < 1 then
-        slurm.log_user(MSG.no_gpu)
+        slurm.log_user("%s", MSG.no_gpu)
         slurm.log_info("ailab: refused job %s of uid %d: no GPU requested", name, submit_uid)
         return slurm.ESLURM_ACCESS_DENIED
     end
     local limit = get(job_desc, "time_limit")
     if too_long(limit) then
-        slurm.log_user(MSG.too_long)
+        slurm.log_user("%s", MSG.too_long)
         slurm.log_info("ailab: refused job %s of uid %d: time limit %d min over %d",
                        name, submit_uid, limit, MAX_MINUTES)
         return slurm.ESLURM_INVALID_TIME_LIMIT
     end
     local reason, code = ailab_size_problem((ailab_view(job_desc, nil)))
     if reason ~= nil then
-        slurm.log_user(MSG[reason])
+        slurm.log_user("%s", MSG[reason])
         slurm.log_info("ailab: refused job %s of uid %d: %s", name, submit_uid, reason)
         return code
     end

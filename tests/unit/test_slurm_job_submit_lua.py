@@ -135,11 +135,12 @@ def test_gpu_rule_off_accepts_cpu_jobs(tmp_path):
 
 
 def test_messages_are_valid_lua_strings(tmp_path):
-    # A policy text with quotes and backslashes must not break the script.
+    # A policy text with quotes, backslashes or a % (log_user formats its first argument) must not break it.
+    text = 'say "hi" \\ there, 100% sure'
     lua = slurm.render_job_submit_lua(make_cluster()).replace(
-        json.dumps(slurm.job_submit_messages(make_cluster())["no_gpu"]), json.dumps('say "hi" \\ there')
+        json.dumps(slurm.job_submit_messages(make_cluster())["no_gpu"]), json.dumps(text)
     )
-    assert run_lua(tmp_path, lua, [("cpu", 200001, {}, 2002)]) == [(2002, 'say "hi" \\ there')]
+    assert run_lua(tmp_path, lua, [("cpu", 200001, {}, 2002)]) == [(2002, text)]
 
 
 # Rule 6 with the test cluster's policy defaults (4 CPUs and 32000 MB per GPU, 2 nodes per job).  The job
