@@ -669,7 +669,7 @@ def check_job_limits(cluster: Cluster) -> list[Problem]:
                 f"set ailab_policy.max_nodes_per_job to {nodes} or less",
             )
         )
-    if policy.max_jobs_per_user > policy.max_submit_jobs_per_user:
+    if policy.max_jobs_per_user > policy.max_submit_jobs_per_user >= 1:  # below 1: reported while parsing
         out.append(
             Problem(
                 where,
