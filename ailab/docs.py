@@ -106,6 +106,14 @@ Jobs without `--time` get {policy.default_job_time}.
 - Jobs run at most {policy.max_job_time}; longer requests are refused at submission.
 - Every job must request a GPU (e.g. `--gres=gpu:1`){"" if policy.gpu_required else " (not enforced here)"}.
 - At most {policy.max_gpus_per_user} GPUs per user at a time; further jobs wait (QOSMaxGRESPerUser).
+- Each GPU a job asks for brings at most {policy.max_cpus_per_gpu} CPUs and {policy.max_mem_per_gpu_mb} MB \
+of memory, a job spans at most {policy.max_nodes_per_job} node(s), and `--exclusive` and `--mem=0` are \
+refused: ask for what the job uses (also when a queued job is changed with `scontrol update`, which may \
+not drop its GPU either).
+- At most {policy.max_jobs_per_user} jobs per user run at a time (further ones wait: \
+QOSMaxJobsPerUserLimit), and at most {policy.max_submit_jobs_per_user} may be queued or running (a job \
+array counts each task): further submissions are refused.
+- Other users' jobs and usage are not shown (`squeue`, `scontrol show job`, `sacct`, `sshare`).
 - Only data of classification levels {levels}.
 - All data and accounts are deleted every year on {policy.deletion.day}/{policy.deletion.month} \
 (day/month); notices go out {notices} before. Extensions: {policy.extension_url or "ask support"}.

@@ -150,6 +150,17 @@ class Policy:
     default_job_time: str = "01:00:00"
     gpu_required: bool = True
     max_gpus_per_user: int = 8
+    # Rule 6 (allocate only what you use): what one allocated GPU may bring along, and how many nodes a job
+    # may span.  Enforced by job_submit.lua at submission and on every job update; validated against each
+    # node class (a cap above a class's share per GPU lets one GPU carry a node) and against the Slurm
+    # defaults (ailab_slurm.def_cpu_per_gpu / def_mem_per_gpu_mb, which a default job must fit).
+    max_cpus_per_gpu: int = 4
+    max_mem_per_gpu_mb: int = 32000
+    max_nodes_per_job: int = 2
+    # Per-user job counts, enforced by the platform QOS (MaxSubmitJobsPerUser / MaxJobsPerUser): queued and
+    # running together, and running at once.  A job array counts one job per task.
+    max_submit_jobs_per_user: int = 100
+    max_jobs_per_user: int = 8
     data_classification_levels: tuple[int, ...] = (0, 1)
     deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
     maintenance_notice_days: tuple[int, ...] = (30, 14, 1)

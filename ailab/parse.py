@@ -309,6 +309,11 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
             "default_job_time",
             "gpu_required",
             "max_gpus_per_user",
+            "max_cpus_per_gpu",
+            "max_mem_per_gpu_mb",
+            "max_nodes_per_job",
+            "max_submit_jobs_per_user",
+            "max_jobs_per_user",
             "data_classification_levels",
             "deletion",
             "maintenance_notice_days",
@@ -356,6 +361,13 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
         or defaults.default_job_time,
         gpu_required=r.boolean("gpu_required", defaults.gpu_required),
         max_gpus_per_user=r.integer("max_gpus_per_user", defaults.max_gpus_per_user, minimum=1),
+        max_cpus_per_gpu=r.integer("max_cpus_per_gpu", defaults.max_cpus_per_gpu, minimum=1),
+        max_mem_per_gpu_mb=r.integer("max_mem_per_gpu_mb", defaults.max_mem_per_gpu_mb, minimum=1),
+        max_nodes_per_job=r.integer("max_nodes_per_job", defaults.max_nodes_per_job, minimum=1),
+        max_submit_jobs_per_user=r.integer(
+            "max_submit_jobs_per_user", defaults.max_submit_jobs_per_user, minimum=1
+        ),
+        max_jobs_per_user=r.integer("max_jobs_per_user", defaults.max_jobs_per_user, minimum=1),
         data_classification_levels=r.int_list(
             "data_classification_levels", defaults.data_classification_levels
         ),

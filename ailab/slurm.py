@@ -34,39 +34,73 @@ HEALTH_CHECK_CONFIG = f"{CONF_DIR}/gpu-health.json"
 HEALTH_CHECK_INTERVAL = 30  # seconds; slurmd also runs it once when it starts
 HEALTH_REASON_PREFIX = "gpu-health:"  # the health check only resumes nodes whose drain reason starts so
 GPU_DEVICE = "/dev/nvidia{index}"  # character devices 195:N, as the NVIDIA driver creates them
-DEFAULT_QOS = "ailab"  # the QOS every association gets; caps GPUs per user (ailab_policy.max_gpus_per_user)
+# The QOS every association gets: caps GPUs per user (ailab_policy.max_gpus_per_user) and jobs per user
+# (max_jobs_per_user running, max_submit_jobs_per_user queued and running; an array counts per task).
+DEFAULT_QOS = "ailab"
 
 # The guideline numbers of seed 001 the job_submit plugin quotes.
 RULE_MAX_TIME = 4
 RULE_GPU_ONLY = 5
+RULE_RIGHT_SIZE = 6
 
-# slurm.conf keys that `scontrol reconfigure` cannot apply: a change needs a slurmctld restart.
-# (Slurm 22.05 slurm.conf(5): "requires a restart"; node additions/removals are fatal to reconfigure.)
-RESTART_KEYS = frozenset(
+# Error codes job_submit.lua returns (Slurm 22.05 slurm/slurm_errno.h).  job_submit/lua exports some as
+# slurm.ESLURM_*; ESLURM_INVALID_GRES it does not, so the script carries the number.  A job *update* shows
+# the user only the code's text (22.05 discards log_user() in slurm_job_modify), so updates that drop the
+# GPU get the GRES code: "Invalid generic resource (gres) specification".
+ESLURM_ACCESS_DENIED = 2002
+ESLURM_INVALID_NODE_COUNT = 2006
+ESLURM_INVALID_TIME_LIMIT = 2051
+ESLURM_INVALID_GRES = 2072
+
+# What students may not see of each other (slurm.conf PrivateData, enforced by slurmctld: squeue, scontrol
+# show job, sshare).  Not "reservations": students must see the maintenance windows (MAINT reservations,
+# Users=root, which slurmctld would hide from anyone who cannot use them) with `sinfo -T` or `scontrol show
+# reservation` to fit their jobs before one; the login message (ailab.nodetools.motd, run by pam_motd)
+# reads them the same way.  "accounts" and "users" act only without slurmdbd: they are in slurmdbd.conf.
+PRIVATE_DATA = "jobs,usage"
+# The same for slurmdbd (sacct, sacctmgr, sreport).  Reservations stay visible there too.
+DBD_PRIVATE_DATA = "accounts,jobs,usage,users"
+
+# slurm.conf keys that `scontrol reconfigure` does not apply: a change needs a slurmctld restart.  First the
+# ones Slurm 22.05's slurm.conf(5) documents so ("A restart of slurmctld [and the slurmd daemons] is
+# required", "must be restarted"), then plugin and daemon settings that 22.05's reconfigure does not reload
+# (it keeps the plugins it loaded and its listening ports, identity and accounting connection).
+DOCUMENTED_RESTART_KEYS = frozenset(
     {
+        "AccountingStorageEnforce",
         "AuthType",
-        "ClusterName",
+        "CoreSpecPlugin",
         "CredType",
         "GresTypes",
-        "JobAcctGatherType",
-        "MpiDefault",
+        "JobContainerType",
+        "MaxJobCount",
+        "MaxNodeCount",
         "PluginDir",
+        "PowerPlugin",
         "ProctrackType",
+        "SchedulerType",
         "SelectType",
         "SelectTypeParameters",
         "SlurmctldHost",
         "SlurmctldParameters",
         "SlurmctldPort",
         "SlurmdPort",
-        "SlurmUser",
         "StateSaveLocation",
         "SwitchType",
-        "TaskPlugin",
-        "AccountingStorageType",
+    }
+)
+RESTART_KEYS = DOCUMENTED_RESTART_KEYS | frozenset(
+    {
         "AccountingStorageHost",
         "AccountingStoragePort",
-        "AccountingStorageTRES",
+        "AccountingStorageTRES",  # a new TRES (gres/gpu:<model>) is registered when slurmctld starts
+        "AccountingStorageType",
+        "ClusterName",
+        "JobAcctGatherType",
+        "MpiDefault",
         "PriorityType",
+        "SlurmUser",
+        "TaskPlugin",
     }
 )
 
@@ -230,6 +264,9 @@ def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
         "# job_submit.lua refuses CPU-only jobs and explains the rule.",
         "EnforcePartLimits=ALL",
         "JobSubmitPlugins=lua",
+        "# Students see only their own jobs and usage; root, SlurmUser and AdminLevel Operator/Administrator",
+        "# (ailab_users admin: true) see everything.",
+        f"PrivateData={PRIVATE_DATA}",
         "",
         "# Node health: the GPU check drains a node whose GPUs disagree with the inventory, and resumes it.",
         f"HealthCheckProgram={HEALTH_CHECK_PROGRAM}",
@@ -307,6 +344,8 @@ def render_slurmdbd_conf(cluster: Cluster, host: str | None = None) -> str:
             "StorageHost=localhost",
             f"StorageUser={SLURM_USER}",
             f"StorageLoc={ACCOUNTING_DB}",
+            "# sacct/sacctmgr/sreport: students see their own jobs, usage, user and accounts only.",
+            f"PrivateData={DBD_PRIVATE_DATA}",
             "# Accounting records outlive the yearly data deletion by a year, for reports.",
             "PurgeEventAfter=24months",
             "PurgeJobAfter=24months",
@@ -347,9 +386,12 @@ def _lua_string(text: str) -> str:
 
 
 def job_submit_messages(cluster: Cluster) -> dict[str, str]:
+    """What job_submit.lua tells a student whose job it refuses, by reason."""
     policy = cluster.policy
     hours = parse_duration(policy.max_job_time) / 3600
     limit = f"{hours:g} hours" if hours >= 1 else policy.max_job_time
+    rule6 = f"(usage guideline {RULE_RIGHT_SIZE}: allocate only what you use)"
+    per_gpu = f"{policy.max_cpus_per_gpu} CPUs and {policy.max_mem_per_gpu_mb} MB of memory"
     return {
         "no_gpu": (
             f"AI-LAB is not intended for CPU-only processing (usage guideline {RULE_GPU_ONLY}): "
@@ -359,41 +401,102 @@ def job_submit_messages(cluster: Cluster) -> dict[str, str]:
             f"AI-LAB jobs can run no longer than {limit} (usage guideline {RULE_MAX_TIME}): "
             f"set --time={policy.max_job_time} or less, and save checkpoints to continue in a new job"
         ),
+        "exclusive": (
+            f"AI-LAB jobs cannot take whole nodes {rule6}: drop --exclusive and ask for the GPUs you use, "
+            f"e.g. --gres=gpu:1; each GPU may bring up to {per_gpu}"
+        ),
+        "all_memory": (
+            f"AI-LAB jobs cannot take all of a node's memory {rule6}: drop --mem=0 and ask for what you "
+            f"use, e.g. --mem-per-gpu={policy.max_mem_per_gpu_mb}M or less"
+        ),
+        "too_many_nodes": (
+            f"AI-LAB jobs can span at most {policy.max_nodes_per_job} node(s) {rule6}: "
+            f"set --nodes={policy.max_nodes_per_job} or less"
+        ),
+        "too_many_cpus": (
+            f"AI-LAB jobs can have at most {policy.max_cpus_per_gpu} CPUs per GPU they ask for {rule6}: "
+            f"ask for fewer CPUs (--cpus-per-gpu={policy.max_cpus_per_gpu} or less, -c/--ntasks), or for "
+            "as many GPUs as your job uses"
+        ),
+        "too_much_memory": (
+            f"AI-LAB jobs can have at most {policy.max_mem_per_gpu_mb} MB of memory per GPU they ask for "
+            f"{rule6}: ask for less (--mem-per-gpu={policy.max_mem_per_gpu_mb}M or less), or for as many "
+            "GPUs as your job uses"
+        ),
     }
 
 
 def render_job_submit_lua(cluster: Cluster, host: str | None = None) -> str:
-    """job_submit.lua (Lua 5.1, Slurm 22.05's job_submit/lua) enforcing the platform's rules at submit."""
+    """job_submit.lua (Lua 5.1, Slurm 22.05's job_submit/lua) enforcing the platform's rules at submission
+    and on every job update (``scontrol update``): a GPU (rule 5), the time limit (rule 4), and rule 6's
+    size caps: no whole nodes (--exclusive, --mem=0), at most ``max_nodes_per_job`` nodes, at most
+    ``max_cpus_per_gpu`` CPUs and ``max_mem_per_gpu_mb`` MB per GPU the job asks for.
+
+    Why here and not in slurm.conf/QOS: Slurm 22.05 has no per-GPU maximum (only the defaults DefCpuPerGPU
+    and DefMemPerGPU); partition MaxCPUsPerNode/MaxMemPerNode cap a job per node whatever its GPUs (a
+    1-GPU job could still take a node's CPUs), and QOS MaxTRESPerJob caps absolute amounts, not ratios.
+    MaxNodes could be a partition setting, but one place that explains every refusal with the rule is
+    easier on students; EnforcePartLimits and the QOS still back up the time and GPU limits."""
     policy = cluster.policy
     messages = job_submit_messages(cluster)
     max_minutes = parse_duration(policy.max_job_time) // 60
+    table = "\n".join(f"    {key} = {_lua_string(text)}," for key, text in sorted(messages.items()))
     return _JOB_SUBMIT_LUA.format(
         header=HEADER.format(what="job_submit.lua from ailab_policy").replace("# ", "-- ", 1).rstrip("\n"),
         gpu_required="true" if policy.gpu_required else "false",
         max_minutes=max_minutes,
+        max_cpus_per_gpu=policy.max_cpus_per_gpu,
+        max_mem_per_gpu_mb=policy.max_mem_per_gpu_mb,
+        max_nodes=policy.max_nodes_per_job,
+        invalid_gres=ESLURM_INVALID_GRES,
         slurm_user=_lua_string(SLURM_USER),
-        msg_no_gpu=_lua_string(messages["no_gpu"]),
-        msg_too_long=_lua_string(messages["too_long"]),
+        messages=table,
     )
 
 
 # Lua braces are doubled for str.format.
 _JOB_SUBMIT_LUA = """{header}
 --
--- Refuses, at submission, jobs that break the AI-LAB usage guidelines, with a message that names the rule
--- and the fix.  Returns slurm.ESLURM_ACCESS_DENIED / ESLURM_INVALID_TIME_LIMIT (both exported to Lua by
--- Slurm 22.05): returning an undefined constant (nil) would silently ACCEPT the job.
+-- Refuses jobs that break the AI-LAB usage guidelines, at submission (with a message that names the rule
+-- and the fix) and when a job is updated.  Returns slurm.ESLURM_* codes (those exported to Lua by Slurm
+-- 22.05, and ESLURM_INVALID_GRES by number): returning an undefined constant (nil) would silently ACCEPT.
 -- root and the SlurmUser are exempt (operators' test and maintenance jobs).
 
 local GPU_REQUIRED = {gpu_required}
 local MAX_MINUTES = {max_minutes}
+local MAX_CPUS_PER_GPU = {max_cpus_per_gpu}
+local MAX_MEM_PER_GPU_MB = {max_mem_per_gpu_mb}
+local MAX_NODES = {max_nodes}
+local ESLURM_INVALID_GRES = {invalid_gres}
 local SLURM_USER = {slurm_user}
-local MSG_NO_GPU = {msg_no_gpu}
-local MSG_TOO_LONG = {msg_too_long}
+local MSG = {{
+{messages}
+}}
 
--- Every field through which 22.05 passes a GPU request: --gres (tres_per_node), --gpus (tres_per_job),
--- --gpus-per-node, --gpus-per-socket, --gpus-per-task.  Values look like "gres:gpu:t4:2" or "gres/gpu=1".
-local GPU_FIELDS = {{ "tres_per_node", "tres_per_job", "tres_per_socket", "tres_per_task", "gres" }}
+local NO_VAL = slurm.NO_VAL or 4294967294
+local NO_VAL16 = slurm.NO_VAL16 or 65534
+-- --exclusive (JOB_SHARED_NONE), --exclusive=user, --exclusive=mcs; OverSubscribe=no in scontrol update.
+local WHOLE_NODE = {{
+    [slurm.JOB_SHARED_NONE or 0] = true,
+    [slurm.JOB_SHARED_USER or 2] = true,
+    [slurm.JOB_SHARED_MCS or 3] = true,
+}}
+
+-- The fields through which 22.05 passes a GPU request: --gres and --gpus-per-node (tres_per_node), --gpus
+-- (tres_per_job), --gpus-per-socket, --gpus-per-task.  Values look like "gres:gpu:t4:2" or "gres/gpu=1";
+-- "" in an update clears the field.
+local GPU_FIELDS = {{ "tres_per_node", "tres_per_job", "tres_per_socket", "tres_per_task" }}
+-- The fields that size a job, by how 22.05 marks them unset: strings (nil), 16-bit and 32-bit numbers
+-- (NO_VAL16 / NO_VAL), memory (nil: job_submit/lua splits pn_min_memory into these two by MEM_PER_CPU).
+local STRING_FIELDS = {{ "tres_per_node", "tres_per_job", "tres_per_socket", "tres_per_task",
+                        "cpus_per_tres", "mem_per_tres" }}
+local NUM16_FIELDS = {{ "cpus_per_task", "pn_min_cpus", "ntasks_per_node", "sockets_per_node", "shared" }}
+local NUM32_FIELDS = {{ "min_nodes", "max_nodes", "min_cpus", "num_tasks" }}
+local MEM_FIELDS = {{ "min_mem_per_node", "min_mem_per_cpu" }}
+-- A job record (slurm_job_modify's job_rec) has these of them; the others come from the update only.
+local RECORD_FIELDS = {{ "tres_per_node", "tres_per_job", "tres_per_socket", "tres_per_task",
+                        "cpus_per_tres", "mem_per_tres", "min_nodes", "min_cpus", "pn_min_cpus",
+                        "min_mem_per_node", "min_mem_per_cpu" }}
 
 local function uid_of(name)
     local f = io.open("/etc/passwd", "r")
@@ -413,7 +516,15 @@ local EXEMPT = {{ [0] = true }}
 local slurm_uid = uid_of(SLURM_USER)
 if slurm_uid ~= nil then EXEMPT[slurm_uid] = true end
 
--- GPUs asked for by one TRES/GRES specification, e.g. "gres:gpu:t4:2,gres:shard:1" -> 2.
+local function get(object, name)
+    if object == nil then return nil end
+    local ok, value = pcall(function() return object[name] end)
+    if ok then return value end
+    return nil
+end
+
+-- GPUs asked for by one TRES/GRES specification, e.g. "gres:gpu:t4:2,gres:shard:1" -> 2.  Also reads the
+-- per-GPU count of cpus_per_tres ("gres:gpu:4": 4 CPUs per GPU).
 function ailab_gpus_in(spec)
     if spec == nil or spec == "" then return 0 end
     local total = 0
@@ -433,53 +544,173 @@ function ailab_gpus_in(spec)
     return total
 end
 
+-- Memory per GPU in a mem_per_tres specification ("gres:gpu:4096", MB; a K/M/G/T suffix scales it).
+function ailab_mem_per_gpu_in(spec)
+    if spec == nil or spec == "" then return 0 end
+    local scale = {{ k = 1 / 1024, m = 1, g = 1024, t = 1024 * 1024 }}
+    for item in string.gmatch(spec, "[^,]+") do
+        item = string.gsub(string.gsub(item, "^%s+", ""), "^gres[:/]", "")
+        if string.match(item, "^gpu[:=]") then
+            local count, unit = string.match(item, "[:=](%d+)([kKmMgGtT]?)$")
+            if count ~= nil then
+                return tonumber(count) * (scale[string.lower(unit)] or 1)
+            end
+        end
+    end
+    return 0
+end
+
 function ailab_requested_gpus(job_desc)
     local total = 0
     for _, field in ipairs(GPU_FIELDS) do
-        local ok, value = pcall(function() return job_desc[field] end)
-        if ok and type(value) == "string" then
+        local value = get(job_desc, field)
+        if type(value) == "string" then
             total = total + ailab_gpus_in(value)
         end
     end
     return total
 end
 
-function ailab_check(job_desc, uid)
-    if EXEMPT[uid] then return slurm.SUCCESS end
+-- The job's sizing fields as one table (nil: unset).  With a job record (an update), a field the update
+-- does not set is the record's; memory is one setting (per node or per CPU), taken from the update when it
+-- sets either.
+function ailab_view(job_desc, job_rec)
+    local t, set = {{}}, {{}}
+    for _, f in ipairs(STRING_FIELDS) do
+        local v = get(job_desc, f)
+        if type(v) == "string" then t[f] = v; set[f] = true end
+    end
+    for _, f in ipairs(NUM16_FIELDS) do
+        local v = get(job_desc, f)
+        if type(v) == "number" and v ~= NO_VAL16 then t[f] = v; set[f] = true end
+    end
+    for _, f in ipairs(NUM32_FIELDS) do
+        local v = get(job_desc, f)
+        if type(v) == "number" and v ~= NO_VAL then t[f] = v; set[f] = true end
+    end
+    for _, f in ipairs(MEM_FIELDS) do
+        local v = get(job_desc, f)
+        if type(v) == "number" then t[f] = v; set[f] = true end
+    end
+    if job_rec ~= nil then
+        local mem_set = set.min_mem_per_node or set.min_mem_per_cpu
+        for _, f in ipairs(RECORD_FIELDS) do
+            local is_mem = (f == "min_mem_per_node" or f == "min_mem_per_cpu")
+            if not set[f] and not (is_mem and mem_set) then
+                local v = get(job_rec, f)
+                if type(v) == "string" or (type(v) == "number" and v ~= NO_VAL and v ~= NO_VAL16) then
+                    t[f] = v
+                end
+            end
+        end
+    end
+    return t, set
+end
+
+-- GPUs, CPUs, memory (MB) and nodes the job asks for at least, from a view.
+function ailab_size(t)
+    local nodes = t.min_nodes or 1
+    if nodes < 1 then nodes = 1 end
+    local tasks = t.num_tasks
+    if tasks == nil and t.ntasks_per_node ~= nil then tasks = t.ntasks_per_node * nodes end
+    if tasks == nil or tasks < 1 then tasks = 1 end
+    local gpus = math.max(ailab_gpus_in(t.tres_per_job),
+                          ailab_gpus_in(t.tres_per_node) * nodes,
+                          ailab_gpus_in(t.tres_per_task) * tasks,
+                          ailab_gpus_in(t.tres_per_socket) * (t.sockets_per_node or 1) * nodes)
+    local cpus = math.max(t.min_cpus or 0,
+                          tasks * (t.cpus_per_task or 1),
+                          (t.pn_min_cpus or 0) * nodes,
+                          ailab_gpus_in(t.cpus_per_tres) * gpus)
+    local mem = math.max((t.min_mem_per_node or 0) * nodes,
+                         (t.min_mem_per_cpu or 0) * cpus,
+                         ailab_mem_per_gpu_in(t.mem_per_tres) * gpus)
+    local max_nodes = t.max_nodes
+    if max_nodes ~= nil and max_nodes < nodes then max_nodes = nil end   -- 0: no maximum given
+    return gpus, cpus, mem, math.max(nodes, max_nodes or 0)
+end
+
+-- Rule 6 on a view: nil, or the reason (a key of MSG) and the error code.
+function ailab_size_problem(t)
+    if t.shared ~= nil and WHOLE_NODE[t.shared] then
+        return "exclusive", slurm.ESLURM_ACCESS_DENIED
+    end
+    local gpus, cpus, mem, nodes = ailab_size(t)
+    if nodes > MAX_NODES then
+        return "too_many_nodes", slurm.ESLURM_INVALID_NODE_COUNT
+    end
+    if t.min_mem_per_node == 0 or t.min_mem_per_cpu == 0 then
+        return "all_memory", slurm.ESLURM_ACCESS_DENIED
+    end
+    if gpus < 1 then return nil end   -- the GPU rule (or gpu_required: false) decides
+    if cpus > MAX_CPUS_PER_GPU * gpus then
+        return "too_many_cpus", slurm.ESLURM_ACCESS_DENIED
+    end
+    if mem > MAX_MEM_PER_GPU_MB * gpus then
+        return "too_much_memory", slurm.ESLURM_ACCESS_DENIED
+    end
+    return nil
+end
+
+local function too_long(limit)
+    return limit ~= nil and limit ~= NO_VAL and (limit == slurm.INFINITE or limit > MAX_MINUTES)
+end
+
+function slurm_job_submit(job_desc, part_list, submit_uid)
+    if EXEMPT[submit_uid] then return slurm.SUCCESS end
+    local name = tostring(get(job_desc, "name"))
     if GPU_REQUIRED and ailab_requested_gpus(job_desc) < 1 then
-        slurm.log_user(MSG_NO_GPU)
-        slurm.log_info("ailab: refused job %s of uid %d: no GPU requested",
-                       tostring(job_desc.name), uid)
+        slurm.log_user("%s", MSG.no_gpu)
+        slurm.log_info("ailab: refused job %s of uid %d: no GPU requested", name, submit_uid)
         return slurm.ESLURM_ACCESS_DENIED
     end
-    local limit = job_desc.time_limit
-    if limit ~= nil and limit ~= slurm.NO_VAL and (limit == slurm.INFINITE or limit > MAX_MINUTES) then
-        slurm.log_user(MSG_TOO_LONG)
+    local limit = get(job_desc, "time_limit")
+    if too_long(limit) then
+        slurm.log_user("%s", MSG.too_long)
         slurm.log_info("ailab: refused job %s of uid %d: time limit %d min over %d",
-                       tostring(job_desc.name), uid, limit, MAX_MINUTES)
+                       name, submit_uid, limit, MAX_MINUTES)
         return slurm.ESLURM_INVALID_TIME_LIMIT
+    end
+    local reason, code = ailab_size_problem((ailab_view(job_desc, nil)))
+    if reason ~= nil then
+        slurm.log_user("%s", MSG[reason])
+        slurm.log_info("ailab: refused job %s of uid %d: %s", name, submit_uid, reason)
+        return code
     end
     return slurm.SUCCESS
 end
 
-function slurm_job_submit(job_desc, part_list, submit_uid)
-    return ailab_check(job_desc, submit_uid)
-end
-
+-- An update is checked as the job it would make: the update's fields over the job record's.  22.05 does
+-- not pass log_user() messages of job_modify to the user (it logs an error instead), so this logs the
+-- reason for operators and the user sees the code's text.
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
     if EXEMPT[modify_uid] then return slurm.SUCCESS end
-    -- Only what the update sets is in job_desc: check a new GPU request or time limit if there is one.
-    for _, field in ipairs(GPU_FIELDS) do
-        local value = job_desc[field]
-        if GPU_REQUIRED and type(value) == "string" and value ~= "" and ailab_gpus_in(value) < 1 then
-            slurm.log_user(MSG_NO_GPU)
-            return slurm.ESLURM_ACCESS_DENIED
+    local job_id = tostring(get(job_rec, "job_id"))
+    local t, set = ailab_view(job_desc, job_rec)
+    local touches_gpus, touches_size = false, false
+    for _, f in ipairs(GPU_FIELDS) do
+        if set[f] then touches_gpus = true end
+    end
+    for f, _ in pairs(set) do touches_size = true end
+    if GPU_REQUIRED and touches_gpus then
+        local gpus = 0
+        for _, f in ipairs(GPU_FIELDS) do gpus = gpus + ailab_gpus_in(t[f]) end
+        if gpus < 1 then
+            slurm.log_info("ailab: refused update of job %s by uid %d: it would leave no GPU (%s)",
+                           job_id, modify_uid, MSG.no_gpu)
+            return ESLURM_INVALID_GRES
         end
     end
-    local limit = job_desc.time_limit
-    if limit ~= nil and limit ~= slurm.NO_VAL and (limit == slurm.INFINITE or limit > MAX_MINUTES) then
-        slurm.log_user(MSG_TOO_LONG)
+    if too_long(get(job_desc, "time_limit")) then
+        slurm.log_info("ailab: refused update of job %s by uid %d: %s", job_id, modify_uid, MSG.too_long)
         return slurm.ESLURM_INVALID_TIME_LIMIT
+    end
+    if touches_size then
+        local reason, code = ailab_size_problem(t)
+        if reason ~= nil then
+            slurm.log_info("ailab: refused update of job %s by uid %d: %s", job_id, modify_uid, MSG[reason])
+            return code
+        end
     end
     return slurm.SUCCESS
 end
@@ -490,15 +721,21 @@ return slurm.SUCCESS
 
 def reload_action(old: str | None, new: str) -> str:
     """How slurmctld takes a new slurm.conf: ``"none"`` (same file, or first install: starting the
-    daemon reads it), ``"reconfigure"`` (``scontrol reconfigure``) or ``"restart"`` (nodes added or removed,
-    or a key in :data:`RESTART_KEYS` changed: reconfigure would be fatal or ignored)."""
+    daemon reads it), ``"reconfigure"`` (``scontrol reconfigure``) or ``"restart"``.
+
+    Restart when a key of :data:`RESTART_KEYS` changed, or any node's definition did (a node added or
+    removed, or its CPUs, memory, GRES, address, features or weight changed): slurm.conf(5) for 22.05 says
+    "Changes in node configuration (e.g. adding nodes, changing their processor count, etc.) require
+    restarting both the slurmctld daemon and the slurmd daemons" (role slurm_compute restarts slurmd on any
+    change).  Keys compare case-insensitively, as Slurm reads them; partitions and the other keys take a
+    reconfigure."""
     if not old or not old.strip():
         return "none"
     if old == new:
         return "none"
-    old_keys, new_keys = _settings(old), _settings(new)
-    if _node_names(old) != _node_names(new):
+    if _nodes(old) != _nodes(new):
         return "restart"
+    old_keys, new_keys = _settings(old), _settings(new)
     for key in RESTART_KEYS:
         if old_keys.get(key.lower()) != new_keys.get(key.lower()):
             return "restart"
@@ -518,13 +755,33 @@ def _settings(text: str) -> dict[str, str]:
     return out
 
 
-def _node_names(text: str) -> set[str]:
-    names: set[str] = set()
+def _nodes(text: str) -> dict[str, dict[str, str]]:
+    """Every node's definition in a slurm.conf: name -> its NodeName line's other settings (lower-case
+    keys; NodeAddr and NodeHostname paired with the names; NodeName=DEFAULT lines folded into the nodes
+    after them)."""
+    nodes: dict[str, dict[str, str]] = {}
+    defaults: dict[str, str] = {}
     for line in text.splitlines():
-        match = re.match(r"^\s*NodeName\s*=\s*(\S+)", line, re.IGNORECASE)
-        if match and match.group(1).upper() != "DEFAULT":
-            names.update(expand(match.group(1)))
-    return names
+        line = line.split("#", 1)[0].strip()
+        if not re.match(r"^NodeName\s*=", line, re.IGNORECASE):
+            continue
+        fields: dict[str, str] = {}
+        for item in line.split():
+            key, _, value = item.partition("=")
+            fields[key.lower()] = value
+        names = fields.pop("nodename", "")
+        if names.upper() == "DEFAULT":
+            defaults.update(fields)
+            continue
+        expanded = expand(names)
+        paired = {}
+        for key in ("nodeaddr", "nodehostname"):
+            if key in fields:
+                values = fields.pop(key).split(",")
+                paired[key] = values if len(values) == len(expanded) else [",".join(values)] * len(expanded)
+        for i, name in enumerate(expanded):
+            nodes[name] = {**defaults, **fields, **{key: values[i] for key, values in paired.items()}}
+    return nodes
 
 
 def accounting_spec(cluster: Cluster) -> dict[str, object]:
@@ -535,8 +792,10 @@ def accounting_spec(cluster: Cluster) -> dict[str, object]:
         "qos": [
             {
                 "name": DEFAULT_QOS,
-                "description": "AI-LAB default: GPUs per user capped (ailab_policy.max_gpus_per_user)",
+                "description": "AI-LAB default: GPUs and jobs per user capped (ailab_policy)",
                 "max_tres_per_user": f"gres/gpu={cluster.policy.max_gpus_per_user}",
+                "max_jobs_per_user": cluster.policy.max_jobs_per_user,
+                "max_submit_jobs_per_user": cluster.policy.max_submit_jobs_per_user,
             }
         ],
         "default_qos": DEFAULT_QOS,

@@ -113,6 +113,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_compute,
         check_partitions,
         check_policy,
+        check_job_limits,
         check_users,
         check_storage,
         check_sim,
@@ -594,6 +595,90 @@ def check_policy(cluster: Cluster) -> list[Problem]:
                 "ailab_cluster.timezone",
                 f"{cluster.timezone!r} is not a time zone",
                 "use an IANA name such as Europe/Copenhagen",
+            )
+        )
+    return out
+
+
+def _class_shares(cluster: Cluster, unit: str) -> dict[str, tuple[int, int, int]]:
+    """Per node class: (share per GPU, CPUs or memory MB, GPUs) of its host with the smallest share of
+    ``unit`` ("CPUs" or "MB") per GPU; hosts without GPU hardware are left out (reported elsewhere)."""
+    shares: dict[str, tuple[int, int, int]] = {}
+    for host in cluster.compute:
+        hw = host.hardware
+        if host.node_class is None or hw is None or hw.gpu is None or hw.gpu.count < 1:
+            continue
+        have = hw.cpus if unit == "CPUs" else hw.memory_mb
+        if have < 1:
+            continue
+        mine = (have // hw.gpu.count, have, hw.gpu.count)
+        if host.node_class not in shares or mine < shares[host.node_class]:
+            shares[host.node_class] = mine
+    return shares
+
+
+def check_job_limits(cluster: Cluster) -> list[Problem]:
+    """Rule 6's caps (ailab_policy.max_cpus_per_gpu, max_mem_per_gpu_mb, max_nodes_per_job) and the QOS job
+    counts: a cap must fit every node class's share per GPU (else one GPU can carry most of a node, idling
+    its other GPUs) and leave room for the Slurm defaults a plain ``--gres=gpu:1`` job gets."""
+    out = []
+    where = "group_vars/all"
+    policy, slurm = cluster.policy, cluster.slurm
+    caps = (
+        ("max_cpus_per_gpu", policy.max_cpus_per_gpu, "def_cpu_per_gpu", slurm.def_cpu_per_gpu, "CPUs"),
+        (
+            "max_mem_per_gpu_mb",
+            policy.max_mem_per_gpu_mb,
+            "def_mem_per_gpu_mb",
+            slurm.def_mem_per_gpu_mb,
+            "MB",
+        ),
+    )
+    for key, cap, default_key, default, unit in caps:
+        if cap < 1:
+            continue  # reported while parsing
+        if cap < default:
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_policy.{key}",
+                    f"{cap} {unit} is below the {default} {unit} every GPU job gets by default "
+                    f"(ailab_slurm.{default_key}): a job without options would be refused",
+                    f"set ailab_policy.{key} to {default} or more, or lower ailab_slurm.{default_key}",
+                )
+            )
+        for node_class, (share, have, gpus) in sorted(_class_shares(cluster, unit).items()):
+            # A class that cannot even give the default per GPU is reported with its hardware.
+            if cap > share and default <= share:
+                out.append(
+                    Problem(
+                        where,
+                        f"ailab_policy.{key}",
+                        f"{cap} {unit} per GPU is more than {node_class} has per GPU ({have} {unit} / "
+                        f"{gpus} GPUs = {share}): one GPU could hold more than its share of a node",
+                        f"set ailab_policy.{key} to {share} or less",
+                    )
+                )
+    nodes = len(cluster.compute)
+    if nodes and policy.max_nodes_per_job > nodes:
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.max_nodes_per_job",
+                f"{policy.max_nodes_per_job} is more than the cluster's {nodes} compute nodes",
+                f"set ailab_policy.max_nodes_per_job to {nodes} or less",
+            )
+        )
+    if policy.max_jobs_per_user > policy.max_submit_jobs_per_user >= 1:  # below 1: reported while parsing
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.max_jobs_per_user",
+                f"{policy.max_jobs_per_user} running jobs per user is more than the "
+                f"{policy.max_submit_jobs_per_user} a user may have queued and running together "
+                "(max_submit_jobs_per_user): the smaller limit wins",
+                f"set ailab_policy.max_jobs_per_user to {policy.max_submit_jobs_per_user} or less, or raise "
+                "max_submit_jobs_per_user",
             )
         )
     return out

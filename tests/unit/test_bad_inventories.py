@@ -731,3 +731,33 @@ def test_what_the_check_accepts_every_renderer_and_ops_tool_accepts():
             for host in hosts:
                 render(name, cluster, host)
     assert checked > 40
+
+
+# Rule 6's caps and the QOS job counts (issue 14): the good cluster's t4 class has 32 CPUs and 257000 MB for
+# 6 GPUs (5 CPUs, 42833 MB each); ailab_slurm gives every GPU 4 CPUs and 16000 MB by default.
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "fix", "message"),
+    [
+        ({"max_cpus_per_gpu": 6}, "ailab_policy.max_cpus_per_gpu", "to 5 or less", "compute_t4"),
+        ({"max_mem_per_gpu_mb": 50000}, "ailab_policy.max_mem_per_gpu_mb", "to 42833 or less", "compute_t4"),
+        ({"max_cpus_per_gpu": 2}, "ailab_policy.max_cpus_per_gpu", "to 4 or more", "by default"),
+        ({"max_mem_per_gpu_mb": 8000}, "ailab_policy.max_mem_per_gpu_mb", "to 16000 or more", "by default"),
+        ({"max_nodes_per_job": 9}, "ailab_policy.max_nodes_per_job", "to 3 or less", "compute nodes"),
+        ({"max_nodes_per_job": 0}, "ailab_policy.max_nodes_per_job", "to 1 or more", ""),
+        ({"max_submit_jobs_per_user": 0}, "ailab_policy.max_submit_jobs_per_user", "to 1 or more", ""),
+        (
+            {"max_submit_jobs_per_user": 4, "max_jobs_per_user": 8},
+            "ailab_policy.max_jobs_per_user",
+            "to 4 or less",
+            "",
+        ),
+    ],
+)
+def test_job_size_caps_and_counts(fields, field, fix, message):
+    expect(policy(**fields), "group_vars/all", field, fix, message)
+
+
+def test_caps_at_the_smallest_share_per_gpu_are_accepted():
+    accepted(policy(max_cpus_per_gpu=5, max_mem_per_gpu_mb=42833, max_nodes_per_job=3))

@@ -478,3 +478,87 @@ def test_secrets_dir_must_be_absolute():
     groups, hostvars = good()
     set_all(hostvars, "ailab_secrets_dir", "relative/dir")
     only(problems_of(groups, hostvars), "ailab_secrets_dir: 'relative/dir' is not an absolute path", "/root/")
+
+
+# Rule 6's caps and the QOS job counts (ailab_policy); the good cluster's classes have 32 CPUs and 257000 MB
+# for 6 (t4: 5 CPUs, 42833 MB per GPU) or 4 GPUs (a40: 8 CPUs, 64250 MB per GPU).
+def with_policy(**fields):
+    groups, hostvars = good()
+    set_all(hostvars, "ailab_policy", {**CLUSTER_WIDE["ailab_policy"], **fields})
+    return problems_of(groups, hostvars)
+
+
+def test_policy_caps_default_and_fit():
+    groups, hostvars = good()
+    cluster, _ = build_cluster(groups, hostvars)
+    p = cluster.policy
+    assert (p.max_cpus_per_gpu, p.max_mem_per_gpu_mb, p.max_nodes_per_job) == (4, 32000, 2)
+    assert (p.max_submit_jobs_per_user, p.max_jobs_per_user) == (100, 8)
+    assert with_policy(max_cpus_per_gpu=5, max_mem_per_gpu_mb=42833, max_nodes_per_job=3) == []
+
+
+def test_cpu_cap_above_a_class_share_per_gpu():
+    only(
+        with_policy(max_cpus_per_gpu=6),
+        "ailab_policy.max_cpus_per_gpu",
+        "compute_t4 has per GPU (32 CPUs / 6 GPUs = 5)",
+        "set ailab_policy.max_cpus_per_gpu to 5 or less",
+    )
+
+
+def test_memory_cap_above_a_class_share_per_gpu():
+    problems = with_policy(max_mem_per_gpu_mb=70000)
+    assert len(problems) == 2, problems  # both classes have less per GPU
+    assert any("compute_a40 has per GPU (257000 MB / 4 GPUs = 64250)" in p for p in problems)
+    assert any("set ailab_policy.max_mem_per_gpu_mb to 42833 or less" in p for p in problems)
+
+
+def test_caps_below_the_slurm_defaults():
+    only(
+        with_policy(max_cpus_per_gpu=3),
+        "ailab_policy.max_cpus_per_gpu",
+        "below the 4 CPUs every GPU job gets by default (ailab_slurm.def_cpu_per_gpu)",
+        "set ailab_policy.max_cpus_per_gpu to 4 or more, or lower ailab_slurm.def_cpu_per_gpu",
+    )
+    only(
+        with_policy(max_mem_per_gpu_mb=15000),
+        "ailab_policy.max_mem_per_gpu_mb",
+        "below the 16000 MB",
+        "to 16000 or more",
+    )
+
+
+def test_more_nodes_per_job_than_the_cluster_has():
+    only(with_policy(max_nodes_per_job=4), "ailab_policy.max_nodes_per_job", "3 compute nodes", "3 or less")
+
+
+@pytest.mark.parametrize(
+    "key", ["max_cpus_per_gpu", "max_mem_per_gpu_mb", "max_nodes_per_job", "max_submit_jobs_per_user"]
+)
+def test_caps_must_be_positive_whole_numbers(key):
+    problems = with_policy(**{key: 0})
+    assert any(f"ailab_policy.{key}" in p and "below the minimum 1" in p for p in problems), problems
+    problems = with_policy(**{key: "lots"})
+    assert any(f"ailab_policy.{key}" in p and "whole number" in p for p in problems), problems
+
+
+def test_running_limit_above_the_submit_limit():
+    only(
+        with_policy(max_submit_jobs_per_user=5, max_jobs_per_user=6),
+        "ailab_policy.max_jobs_per_user",
+        "more than the 5",
+        "set ailab_policy.max_jobs_per_user to 5 or less, or raise max_submit_jobs_per_user",
+    )
+
+
+@pytest.mark.parametrize("inventory", ["production", "sim"])
+def test_inventories_caps_fit_their_hardware(inventory):
+    cluster, problems = load_cluster(ROOT / "inventory" / inventory)
+    assert problems == []
+    p = cluster.policy
+    for host in cluster.compute:
+        hw = host.hardware
+        assert p.max_cpus_per_gpu <= hw.cpus // hw.gpu.count, host.name
+        assert p.max_mem_per_gpu_mb <= hw.memory_mb // hw.gpu.count, host.name
+    assert p.max_cpus_per_gpu >= cluster.slurm.def_cpu_per_gpu
+    assert p.max_mem_per_gpu_mb >= cluster.slurm.def_mem_per_gpu_mb

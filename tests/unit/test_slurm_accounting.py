@@ -20,7 +20,15 @@ _spec.loader.exec_module(acct)
 SPEC = {
     "cluster": "ailabsim",
     "default_qos": "ailab",
-    "qos": [{"name": "ailab", "description": "AI-LAB default", "max_tres_per_user": "gres/gpu=2"}],
+    "qos": [
+        {
+            "name": "ailab",
+            "description": "AI-LAB default",
+            "max_tres_per_user": "gres/gpu=2",
+            "max_jobs_per_user": 8,
+            "max_submit_jobs_per_user": 20,
+        }
+    ],
     "accounts": [
         {"name": "course-ml", "description": "Simulated course"},
         {"name": "thesis", "description": "Thesis project"},
@@ -45,7 +53,7 @@ FRESH = {
 # ... and after the module has run once (sacctmgr lower-cases descriptions and organizations).
 CONVERGED = {
     "clusters": "ailabsim\n",
-    "qos": "normal|Normal QOS default|\nailab|ai-lab default|gres/gpu=2\n",
+    "qos": "normal|Normal QOS default|||\nailab|ai-lab default|gres/gpu=2|8|20\n",
     "accounts": (
         "course-ml|simulated course|ailab\nroot|default root account|root\nthesis|thesis project|ailab\n"
     ),
@@ -82,7 +90,13 @@ def cmds(p) -> list[str]:
 def test_parse_state():
     s = state(CONVERGED)
     assert s.clusters == {"ailabsim"}
-    assert s.qos["ailab"] == {"description": "ai-lab default", "max_tres_per_user": "gres/gpu=2"}
+    assert s.qos["ailab"] == {
+        "description": "ai-lab default",
+        "max_tres_per_user": "gres/gpu=2",
+        "max_jobs_per_user": "8",
+        "max_submit_jobs_per_user": "20",
+    }
+    assert s.qos["normal"]["max_submit_jobs_per_user"] == ""  # unlimited
     assert s.accounts["thesis"]["organization"] == "ailab"
     assert acct.Assoc("course-ml", "student1", frozenset({"ailab"}), "ailab", "") in s.assocs
     assert not [a for a in s.assocs if a.user == "student9"], "other clusters' associations are ignored"
@@ -93,7 +107,8 @@ def test_parse_state():
 def test_fresh_database_gets_everything_in_order():
     got = cmds(plan(outputs=FRESH))
     assert got == [
-        "add qos ailab Description=AI-LAB default MaxTRESPerUser=gres/gpu=2",
+        "add qos ailab Description=AI-LAB default MaxTRESPerUser=gres/gpu=2 MaxJobsPerUser=8 "
+        "MaxSubmitJobsPerUser=20",
         "add account course-ml Cluster=ailabsim Description=Simulated course Organization=ailab QOS=ailab "
         "DefaultQOS=ailab",
         "add account thesis Cluster=ailabsim Description=Thesis project Organization=ailab QOS=ailab "
@@ -122,9 +137,15 @@ def test_converged_state_needs_nothing():
 @pytest.mark.parametrize(
     ("qos_line", "expected"),
     [
-        ("ailab|ai-lab default|gres/gpu=4", "modify qos where name=ailab set MaxTRESPerUser=gres/gpu=2"),
-        ("ailab|old text|gres/gpu=2", "modify qos where name=ailab set Description=AI-LAB default"),
-        ("ailab|ai-lab default|", "modify qos where name=ailab set MaxTRESPerUser=gres/gpu=2"),
+        ("ailab|ai-lab default|gres/gpu=4|8|20", "modify qos where name=ailab set MaxTRESPerUser=gres/gpu=2"),
+        ("ailab|old text|gres/gpu=2|8|20", "modify qos where name=ailab set Description=AI-LAB default"),
+        ("ailab|ai-lab default||8|20", "modify qos where name=ailab set MaxTRESPerUser=gres/gpu=2"),
+        ("ailab|ai-lab default|gres/gpu=2|4|20", "modify qos where name=ailab set MaxJobsPerUser=8"),
+        ("ailab|ai-lab default|gres/gpu=2|8|", "modify qos where name=ailab set MaxSubmitJobsPerUser=20"),
+        (
+            "ailab|ai-lab default|gres/gpu=2",  # before this module set job counts
+            "modify qos where name=ailab set MaxJobsPerUser=8 MaxSubmitJobsPerUser=20",
+        ),
     ],
 )
 def test_qos_drift_is_corrected(qos_line, expected):
@@ -135,6 +156,29 @@ def test_qos_drift_is_corrected(qos_line, expected):
 def test_policy_change_of_gpu_cap():
     spec = {**SPEC, "qos": [{**SPEC["qos"][0], "max_tres_per_user": "gres/gpu=8"}]}
     assert cmds(plan(spec=spec)) == ["modify qos where name=ailab set MaxTRESPerUser=gres/gpu=8"]
+
+
+def test_policy_change_of_job_counts():
+    spec = {**SPEC, "qos": [{**SPEC["qos"][0], "max_jobs_per_user": 4, "max_submit_jobs_per_user": 50}]}
+    assert cmds(plan(spec=spec)) == [
+        "modify qos where name=ailab set MaxJobsPerUser=4 MaxSubmitJobsPerUser=50"
+    ]
+
+
+def test_job_counts_left_out_are_cleared_and_then_left_alone():
+    unlimited = {
+        k: v for k, v in SPEC["qos"][0].items() if not k.startswith("max_") or k == "max_tres_per_user"
+    }
+    spec = {**SPEC, "qos": [unlimited]}
+    assert cmds(plan(spec=spec)) == [
+        "modify qos where name=ailab set MaxJobsPerUser=-1 MaxSubmitJobsPerUser=-1"
+    ]
+    cleared = {**CONVERGED, "qos": "ailab|ai-lab default|gres/gpu=2||\n"}
+    assert cmds(plan(spec=spec, outputs=cleared)) == []
+
+
+def test_qos_query_reads_the_job_counts():
+    assert acct.QUERIES["qos"][-1] == "format=name,description,maxtrespu,maxjobspu,maxsubmitpu"
 
 
 def test_user_association_with_wrong_qos_is_fixed():

@@ -295,6 +295,8 @@ def test_accounting_spec_from_projects_users_and_policy(cluster):
             "name": slurm.DEFAULT_QOS,
             "description": spec["qos"][0]["description"],
             "max_tres_per_user": "gres/gpu=4",
+            "max_jobs_per_user": cluster.policy.max_jobs_per_user,
+            "max_submit_jobs_per_user": cluster.policy.max_submit_jobs_per_user,
         }
     ]
     assert spec["default_qos"] == slurm.DEFAULT_QOS
@@ -399,3 +401,75 @@ def test_reload_restarts_for_a_new_gpu_model(cluster):
     old = slurm.render_slurm_conf(cluster)
     new = old.replace("AccountingStorageTRES=gres/gpu,", "AccountingStorageTRES=gres/gpu,gres/gpu:l4,")
     assert slurm.reload_action(old, new) == "restart"
+
+
+# (what changes, old text, new text, action): edits of the rendered slurm.conf of the test cluster.
+RELOAD_EDITS = [
+    ("SchedulerType", "SchedulerType=sched/backfill", "SchedulerType=sched/builtin", "restart"),
+    (
+        "AccountingStorageEnforce",
+        "AccountingStorageEnforce=associations,limits,qos",
+        "AccountingStorageEnforce=associations,limits",
+        "restart",
+    ),
+    ("SelectType", "SelectType=select/cons_tres", "SelectType=select/cons_res", "restart"),
+    (
+        "SelectTypeParameters",
+        "SelectTypeParameters=CR_Core_Memory",
+        "SelectTypeParameters=CR_Core",
+        "restart",
+    ),
+    ("GresTypes", "GresTypes=gpu", "GresTypes=gpu,shard", "restart"),
+    ("MaxJobCount added", "GresTypes=gpu\n", "GresTypes=gpu\nMaxJobCount=20000\n", "restart"),
+    ("ProctrackType", "ProctrackType=proctrack/cgroup", "ProctrackType=proctrack/linuxproc", "restart"),
+    ("TaskPlugin", "TaskPlugin=task/cgroup", "TaskPlugin=task/cgroup,task/affinity", "restart"),
+    ("node memory", "RealMemory=257000", "RealMemory=256000", "restart"),
+    ("node CPUs", "CPUs=32 Sockets=2 CoresPerSocket=16", "CPUs=16 Sockets=1 CoresPerSocket=16", "restart"),
+    ("node GPUs", "Gres=gpu:t4:6", "Gres=gpu:t4:4", "restart"),
+    ("node address", "NodeAddr=10.0.2.1 ", "NodeAddr=10.0.2.9 ", "restart"),
+    ("node weight", "Weight=16 ", "Weight=17 ", "restart"),
+    ("DefMemPerGPU", "DefMemPerGPU=16000", "DefMemPerGPU=8000", "reconfigure"),
+    ("PrivateData", f"PrivateData={slurm.PRIVATE_DATA}", "PrivateData=jobs", "reconfigure"),
+    ("HealthCheckInterval", "HealthCheckInterval=30", "HealthCheckInterval=60", "reconfigure"),
+    ("partition time", "MaxTime=06:00:00", "MaxTime=05:00:00", "reconfigure"),
+    ("JobSubmitPlugins", "JobSubmitPlugins=lua", "JobSubmitPlugins=lua,require_timelimit", "reconfigure"),
+    ("a comment", "# Compute nodes", "# The compute nodes", "reconfigure"),
+    (
+        "key spelled in lower case",
+        "SchedulerType=sched/backfill",
+        "schedulertype=sched/backfill",
+        "reconfigure",
+    ),
+    ("node line split in two, same nodes", None, None, "reconfigure"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "before", "after", "action"), RELOAD_EDITS, ids=[e[0] for e in RELOAD_EDITS]
+)
+def test_reload_action_follows_slurm_conf_5(cluster, what, before, after, action):
+    old = slurm.render_slurm_conf(cluster)
+    if before is None:  # NodeName=t4-[09-11] as three lines: the same nodes, the same definitions
+        line = next(li for li in old.splitlines() if li.startswith("NodeName=t4-"))
+        rest = line.split(" ", 2)[2]
+        split = "\n".join(f"NodeName=t4-{n} NodeAddr=10.0.1.{int(n)} {rest}" for n in ("09", "10", "11"))
+        new = old.replace(line, split)
+    else:
+        assert before in old, f"{what}: {before!r} is not in the rendered slurm.conf"
+        new = old.replace(before, after, 1)
+    assert slurm.reload_action(old, new) == action, what
+
+
+@pytest.mark.parametrize("key", sorted(slurm.DOCUMENTED_RESTART_KEYS))
+def test_every_key_slurm_conf_5_says_needs_a_restart_restarts(cluster, key):
+    old = slurm.render_slurm_conf(cluster)
+    assert slurm.reload_action(old, old + f"{key}=changed\n") == "restart"
+    assert key in slurm.RESTART_KEYS
+
+
+def test_private_data_in_slurm_conf_and_slurmdbd_conf(cluster):
+    conf = settings(slurm.render_slurm_conf(cluster))
+    assert conf["PrivateData"] == "jobs,usage"  # not reservations: the login message reads them as a student
+    dbd = slurm.render_slurmdbd_conf(cluster)
+    assert "PrivateData=accounts,jobs,usage,users\n" in dbd
+    assert "reservations" not in dbd.split("PrivateData=")[1].splitlines()[0]

@@ -13,7 +13,8 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
 
 
 def slurm_reload_action(new: str, old: str | None) -> str:
-    """How slurmctld must take a changed slurm.conf: none, reconfigure or restart (nodes added/removed)."""
+    """How slurmctld must take a changed slurm.conf: none, reconfigure or restart (a node's definition or a
+    key slurm.conf(5) says needs a restart changed)."""
     return reload_action(old, new)
 
 

@@ -25,8 +25,9 @@ options:
   spec:
     description:
       - The desired state, as rendered by C(ailab_render(groups, 'slurm-accounting.json')):
-        C(cluster), C(qos) (list of name/description/max_tres_per_user), C(default_qos), C(accounts) (list of
-        name/description), C(users) (list of name/account/admin).
+        C(cluster), C(qos) (list of name/description/max_tres_per_user and optional max_jobs_per_user /
+        max_submit_jobs_per_user; a limit left out or empty is unlimited), C(default_qos), C(accounts)
+        (list of name/description), C(users) (list of name/account/admin).
     type: dict
     required: true
   organization:
@@ -81,7 +82,8 @@ class State:
     """What sacctmgr reports for one cluster."""
 
     clusters: set[str] = field(default_factory=set)
-    qos: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {description, max_tres_per_user}
+    # name -> {description, max_tres_per_user, max_jobs_per_user, max_submit_jobs_per_user} ("" = unlimited)
+    qos: dict[str, dict[str, str]] = field(default_factory=dict)
     accounts: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {description, organization}
     assocs: list[Assoc] = field(default_factory=list)
     admin_levels: dict[str, str] = field(default_factory=dict)  # user -> AdminLevel
@@ -102,8 +104,13 @@ def parse_state(clusters: str, qos: str, accounts: str, assocs: str, users: str,
     """Build the state from the outputs of the ``sacctmgr -nP show`` commands in :data:`QUERIES`."""
     state = State()
     state.clusters = {r[0].strip().lower() for r in _rows(clusters, 1) if r[0].strip()}
-    for name, description, max_tres in _rows(qos, 3):
-        state.qos[name.lower()] = {"description": description.lower(), "max_tres_per_user": max_tres}
+    for name, description, max_tres, max_jobs, max_submit in _rows(qos, 5):
+        state.qos[name.lower()] = {
+            "description": description.lower(),
+            "max_tres_per_user": max_tres,
+            "max_jobs_per_user": max_jobs.strip(),
+            "max_submit_jobs_per_user": max_submit.strip(),
+        }
     for name, description, organization in _rows(accounts, 3):
         state.accounts[name.lower()] = {
             "description": description.lower(),
@@ -129,11 +136,22 @@ def parse_state(clusters: str, qos: str, accounts: str, assocs: str, users: str,
 
 QUERIES = {
     "clusters": ["show", "cluster", "format=cluster"],
-    "qos": ["show", "qos", "format=name,description,maxtrespu"],
+    "qos": ["show", "qos", "format=name,description,maxtrespu,maxjobspu,maxsubmitpu"],
     "accounts": ["show", "account", "format=account,description,organization"],
     "assocs": ["show", "assoc", "format=cluster,account,user,qos,defaultqos,maxsubmit"],
     "users": ["show", "user", "format=user,defaultaccount,adminlevel"],
 }
+
+
+# QOS job-count limits: spec key -> sacctmgr option.  sacctmgr prints an unset one as "".
+QOS_COUNTS = {"max_jobs_per_user": "MaxJobsPerUser", "max_submit_jobs_per_user": "MaxSubmitJobsPerUser"}
+
+
+def _count(value: object) -> str:
+    """A spec's job-count limit as sacctmgr prints it: digits, or "" for unlimited (None, "", -1)."""
+    if value is None or value == "" or str(value) == "-1":
+        return UNLIMITED
+    return str(int(value))  # type: ignore[call-overload]
 
 
 def _same_tres(a: str, b: str) -> bool:
@@ -173,15 +191,25 @@ def plan(
     for q in spec["qos"]:
         name = q["name"].lower()
         want = {"Description": q.get("description", ""), "MaxTRESPerUser": q.get("max_tres_per_user", "")}
+        counts = {option: _count(q.get(key)) for key, option in QOS_COUNTS.items()}
         have = state.qos.get(name)
         if have is None:
-            out.add("add", "qos", name, *(f"{k}={v}" for k, v in want.items() if v))
+            out.add(
+                "add",
+                "qos",
+                name,
+                *(f"{k}={v}" for k, v in want.items() if v),
+                *(f"{k}={v}" for k, v in counts.items() if v),
+            )
             continue
         changes = []
         if have["description"] != want["Description"].lower():
             changes.append(f"Description={want['Description']}")
         if not _same_tres(have["max_tres_per_user"], want["MaxTRESPerUser"]):
             changes.append(f"MaxTRESPerUser={want['MaxTRESPerUser'] or '-1'}")
+        for key, option in QOS_COUNTS.items():
+            if have.get(key, UNLIMITED) != counts[option]:
+                changes.append(f"{option}={counts[option] or '-1'}")
         if changes:
             out.add("modify", "qos", "where", f"name={name}", "set", *changes)
 
