@@ -16,7 +16,6 @@ from ailab.parse import ACCOUNT_VARS, CLUSTER_VARS, build_cluster
 from ailab.problems import Problem
 from ailab.validate import validate
 
-
 # Variables that describe the whole cluster: every host must have the same value (check_play proves it).
 SHARED_VARS = (*CLUSTER_VARS, *ACCOUNT_VARS)
 PER_HOST_VARS = tuple(key for key in MODEL_VARS if key not in SHARED_VARS)
