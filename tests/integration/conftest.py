@@ -152,3 +152,24 @@ def converge(sim) -> Callable[..., PlaybookResult]:
         return run_playbook(inventory, playbook, extra)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def fe(sim) -> str:
+    """The front-end's name (a module may override it, e.g. test_frontend with the Host)."""
+    return sim.cluster.frontends[0].name
+
+
+@pytest.fixture(scope="module")
+def ctl(sim) -> str:
+    return sim.cluster.controllers[0].name
+
+
+@pytest.fixture(scope="module")
+def cancel_leftover_jobs(sim, ctl):
+    """Cancels the students' jobs a module left queued (e.g. after a failure); modules that submit jobs use
+    it with ``pytestmark = pytest.mark.usefixtures("cancel_leftover_jobs")``."""
+    yield
+    from tests.integration.slurm_helpers import STUDENTS
+
+    sim.exec(ctl, f"scancel -u {','.join(STUDENTS)}", check=False)

@@ -13,16 +13,20 @@ Jobs are held (``--hold``) unless a test needs one to run, and every job is canc
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 
 import pytest
 
 from ailab.slurm import job_submit_messages
+from tests.integration.slurm_helpers import (
+    TERMINAL,
+    submit,
+    submitted,
+    wait_for,
+)
 
-STUDENTS = ("student1", "student2", "student3")
+pytestmark = pytest.mark.usefixtures("cancel_leftover_jobs")
+
 ADMIN = "admin1"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
 TRUE = "#!/bin/bash\ntrue\n"
 # slurm_strerror() texts of Slurm 22.05: what `scontrol update` and sbatch print for the codes.
 INVALID_GRES = "Invalid generic resource (gres) specification"
@@ -30,49 +34,9 @@ QOS_POLICY = "Job violates accounting/QOS policy"
 GPU_REQUEST = re.compile(r"\bTresPer(?:Node|Job|Socket|Task)=\S*gpu\S*")
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float, interval: float = 2.0):
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="module")
-def fe(sim) -> str:
-    return sim.cluster.frontends[0].name
-
-
-@pytest.fixture(scope="module")
-def ctl(sim) -> str:
-    return sim.cluster.controllers[0].name
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cancel_leftover_jobs(sim, ctl):
-    yield
-    sim.exec(ctl, f"scancel -u {','.join(STUDENTS)}", check=False)
-
-
 def sbatch(sim, fe: str, user: str, options: str, script: str = TRUE):
     """sbatch as ``user`` on the front-end (output to /tmp on the node); the CompletedProcess."""
-    return sim.exec(
-        fe,
-        f"sbatch --parsable --chdir=/tmp --output=/tmp/ailab-policy-%j.out {options}",
-        user=user,
-        input=script,
-        check=False,
-        timeout=60,
-    )
-
-
-def job_id(result) -> str:
-    assert result.returncode == 0, f"sbatch refused the job: {result.stderr.strip()}"
-    return result.stdout.strip().split(";")[0]
+    return submit(sim, fe, user, options, script, output="ailab-policy")
 
 
 def cancel(sim, ctl: str, jobs) -> None:
@@ -113,7 +77,7 @@ def job_state(sim, ctl: str, job: str) -> str:
     ],
 )
 def test_held_gpu_job_cannot_be_updated_into_a_cpu_only_job(sim, fe, ctl, options, update):
-    job = job_id(sbatch(sim, fe, "student1", f"--hold {options} --time=00:05:00"))
+    job = submitted(sbatch(sim, fe, "student1", f"--hold {options} --time=00:05:00"))
     try:
         before = GPU_REQUEST.findall(show_job(sim, fe, "student1", job))
         assert before, f"job {job} shows no GPU request: {show_job(sim, fe, 'student1', job)}"
@@ -133,7 +97,7 @@ def test_held_gpu_job_cannot_be_updated_into_a_cpu_only_job(sim, fe, ctl, option
 
 
 def test_updates_within_the_rules_are_still_accepted(sim, fe, ctl):
-    job = job_id(sbatch(sim, fe, "student1", "--hold --gres=gpu:1 --time=00:05:00"))
+    job = submitted(sbatch(sim, fe, "student1", "--hold --gres=gpu:1 --time=00:05:00"))
     try:
         for update in ("TimeLimit=00:03:00", "TresPerNode=gres:gpu:2"):
             result = sim.exec(fe, f"scontrol update JobId={job} {update}", user="student1", check=False)
@@ -170,7 +134,7 @@ def test_rule_6_refuses_whole_nodes_and_oversized_jobs(sim, fe, ctl):
         for options, reason in rule_6_cases(sim):
             result = sbatch(sim, fe, "student1", f"--hold --time=00:05:00 {options}")
             if result.returncode == 0:
-                accepted.append(job_id(result))
+                accepted.append(submitted(result))
                 pytest.fail(f"`sbatch {options}` was accepted")
             assert messages[reason] in result.stderr, (options, result.stderr)
             assert "usage guideline 6" in result.stderr, (options, result.stderr)
@@ -180,8 +144,8 @@ def test_rule_6_refuses_whole_nodes_and_oversized_jobs(sim, fe, ctl):
 
 def test_jobs_within_the_caps_still_run(sim, fe, ctl):
     p = sim.cluster.policy
-    plain = job_id(sbatch(sim, fe, "student1", "--gres=gpu:1 --time=00:02:00"))
-    sized = job_id(
+    plain = submitted(sbatch(sim, fe, "student1", "--gres=gpu:1 --time=00:02:00"))
+    sized = submitted(
         sbatch(
             sim,
             fe,
@@ -212,13 +176,13 @@ def test_qos_caps_queued_jobs_per_user_but_not_other_users(sim, fe, ctl):
     jobs: list[str] = []
     try:
         for _ in range(limit):
-            jobs.append(job_id(sbatch(sim, fe, user, "--hold --gres=gpu:1 --time=00:05:00")))
+            jobs.append(submitted(sbatch(sim, fe, user, "--hold --gres=gpu:1 --time=00:05:00")))
         over = sbatch(sim, fe, user, "--hold --gres=gpu:1 --time=00:05:00")
         if over.returncode == 0:
-            jobs.append(job_id(over))
+            jobs.append(submitted(over))
             pytest.fail(f"job {limit + 1} of {user} was accepted (max_submit_jobs_per_user {limit})")
         assert QOS_POLICY in over.stderr, over.stderr
-        jobs.append(job_id(sbatch(sim, fe, other, "--hold --gres=gpu:1 --time=00:05:00")))
+        jobs.append(submitted(sbatch(sim, fe, other, "--hold --gres=gpu:1 --time=00:05:00")))
     finally:
         cancel(sim, ctl, jobs)
 
@@ -231,15 +195,15 @@ def test_qos_counts_each_task_of_a_job_array(sim, fe, ctl):
     try:
         too_big = sbatch(sim, fe, user, f"--hold --array=0-{limit} --gres=gpu:1 --time=00:05:00")
         if too_big.returncode == 0:
-            jobs.append(job_id(too_big))
+            jobs.append(submitted(too_big))
             pytest.fail(f"an array of {limit + 1} tasks was accepted (max_submit_jobs_per_user {limit})")
         assert QOS_POLICY in too_big.stderr, too_big.stderr
         jobs.append(
-            job_id(sbatch(sim, fe, user, f"--hold --array=0-{limit - 1} --gres=gpu:1 --time=00:05:00"))
+            submitted(sbatch(sim, fe, user, f"--hold --array=0-{limit - 1} --gres=gpu:1 --time=00:05:00"))
         )
         one_more = sbatch(sim, fe, user, "--hold --gres=gpu:1 --time=00:05:00")
         if one_more.returncode == 0:
-            jobs.append(job_id(one_more))
+            jobs.append(submitted(one_more))
             pytest.fail(f"a job after an array of {limit} tasks was accepted")
         assert QOS_POLICY in one_more.stderr, one_more.stderr
     finally:
@@ -257,8 +221,8 @@ def test_qos_has_the_policy_job_counts(sim, ctl):
 
 
 def test_students_do_not_see_each_others_jobs_but_admins_do(sim, fe, ctl):
-    held = job_id(sbatch(sim, fe, "student1", "--hold --gres=gpu:1 --time=00:05:00"))
-    done = job_id(sbatch(sim, fe, "student1", "--gres=gpu:1 --time=00:02:00"))
+    held = submitted(sbatch(sim, fe, "student1", "--hold --gres=gpu:1 --time=00:05:00"))
+    done = submitted(sbatch(sim, fe, "student1", "--gres=gpu:1 --time=00:02:00"))
     try:
 
         def squeue_ids(user: str) -> list[str]:

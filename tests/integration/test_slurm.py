@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,15 @@ import pytest
 from ailab.gpus import GPU_MODELS
 from ailab.hostlist import expand
 from ailab.slurm import HEALTH_CHECK_INTERVAL, job_submit_messages
+from tests.integration import slurm_helpers
+from tests.integration.slurm_helpers import (
+    TERMINAL,
+    submitted,
+    wait_for,
+)
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
-STUDENTS = ("student1", "student2", "student3")
+pytestmark = pytest.mark.usefixtures("cancel_leftover_jobs")
+
 JOB_SCRIPT = """#!/bin/bash
 echo "host=$(hostname)"
 echo "cvd=${CUDA_VISIBLE_DEVICES:-unset}"
@@ -29,49 +34,8 @@ nvidia-smi -L
 """
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float, interval: float = 2.0):
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="module")
-def fe(sim) -> str:
-    return sim.cluster.frontends[0].name
-
-
-@pytest.fixture(scope="module")
-def ctl(sim) -> str:
-    return sim.cluster.controllers[0].name
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cancel_leftover_jobs(sim, ctl):
-    yield
-    sim.exec(ctl, f"scancel -u {','.join(STUDENTS)}", check=False)
-
-
 def submit(sim, fe: str, user: str, options: str, script: str = JOB_SCRIPT):
-    """sbatch as ``user`` on the front-end; the CompletedProcess (stdout: the job id with --parsable)."""
-    return sim.exec(
-        fe,
-        f"sbatch --parsable --chdir=/tmp --output=/tmp/ailab-test-%j.out {options}",
-        user=user,
-        input=script,
-        check=False,
-        timeout=60,
-    )
-
-
-def submitted(result) -> str:
-    assert result.returncode == 0, f"sbatch refused the job: {result.stderr.strip()}"
-    return result.stdout.strip().split(";")[0]
+    return slurm_helpers.submit(sim, fe, user, options, script)
 
 
 def job_info(sim, ctl: str, job: str) -> dict[str, str]:
