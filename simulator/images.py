@@ -49,7 +49,9 @@ def read_package_list(text: str) -> tuple[str, ...]:
 
 ROLES_DIR = Path(__file__).resolve().parent.parent / "roles"
 _VAR_RE = re.compile(r"^\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}$")
-_LITERAL_RE = re.compile(r"'([a-z0-9][a-z0-9.+-]+)'")
+# Quoted names inside a list literal of an expression (``['ceph-common'] + (['x'] if c == 'y' ...)``): an
+# item is followed by ``,`` or ``]``, a value compared in a condition is not.
+_LITERAL_RE = re.compile(r"'([a-z0-9][a-z0-9.+-]+)'(?=\s*[,\]])")
 # Packages a role installs only on real hardware (the simulator's fake GPUs need no driver).
 HARDWARE_ONLY_VARS = ("slurm_compute_nvidia_packages",)
 
@@ -67,7 +69,8 @@ def _tasks(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def role_packages(roles_dir: Path = ROLES_DIR) -> dict[str, set[str]]:
-    """Role -> the Debian packages its apt tasks install (``state`` present), from the role's own task files
+    """Role -> the Debian packages its package tasks (``ailab_packages``, ``ansible.builtin.apt`` with
+    ``state`` present) install, from the role's own task files
     and defaults: literal names, ``{{ var }}`` lists from defaults, and quoted names in an expression."""
     out: dict[str, set[str]] = {}
     for role in sorted(p for p in roles_dir.iterdir() if (p / "tasks").is_dir()):
@@ -76,10 +79,11 @@ def role_packages(roles_dir: Path = ROLES_DIR) -> dict[str, set[str]]:
         names: set[str] = set()
         for tasks_file in sorted((role / "tasks").glob("*.yml")):
             for task in _tasks(yaml.safe_load(tasks_file.read_text())):
-                apt = task.get("ansible.builtin.apt")
-                if not isinstance(apt, dict) or apt.get("state", "present") == "absent" or "name" not in apt:
+                apt = task.get("ansible.builtin.apt") or task.get("ailab_packages")
+                key = "names" if "ailab_packages" in task else "name"
+                if not isinstance(apt, dict) or apt.get("state", "present") == "absent" or key not in apt:
                     continue
-                value = apt["name"]
+                value = apt[key]
                 for item in value if isinstance(value, list) else [value]:
                     match = _VAR_RE.match(str(item).strip())
                     if match and match[1] in HARDWARE_ONLY_VARS:

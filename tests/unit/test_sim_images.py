@@ -40,11 +40,12 @@ def test_role_packages_reads_literals_default_lists_and_expressions(tmp_path):
         "- ansible.builtin.apt: {name: '{{ r_packages }}'}\n"
         "- block:\n"
         "    - ansible.builtin.apt:\n"
-        "        name: \"{{ ['cc'] + (['dd'] if x else []) }}\"\n"
+        "        name: \"{{ ['cc'] + (['dd'] if x == 'notapackage' else []) }}\"\n"
         "- ansible.builtin.apt: {name: e}\n"
         "- ansible.builtin.apt: {name: [f], state: absent}\n"
+        "- ailab_packages: {names: [gg, hh]}\n"
     )
-    assert images.role_packages(tmp_path) == {"r": {"a", "b", "cc", "dd", "e"}}
+    assert images.role_packages(tmp_path) == {"r": {"a", "b", "cc", "dd", "e", "gg", "hh"}}
 
 
 def test_apt_keeps_downloaded_debs_and_time_sync_is_masked():
