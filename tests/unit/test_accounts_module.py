@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.unit.scripts import load_node_script
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "ailab_accounts", ROOT / "roles/accounts/library/ailab_accounts.py"
-)
-acc = importlib.util.module_from_spec(_spec)
-sys.modules["ailab_accounts"] = acc  # dataclasses look their module up there
-_spec.loader.exec_module(acc)
+acc = load_node_script("roles/accounts/library/ailab_accounts.py", "ailab_accounts")
 
 KW = {
     "admin_group": "ailab-admins",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
+from tests.unit.scripts import load_node_script
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("ailab_packages", ROOT / "plugins/modules/ailab_packages.py")
-pkgs = importlib.util.module_from_spec(_spec)
-sys.modules["ailab_packages"] = pkgs
-_spec.loader.exec_module(pkgs)
+pkgs = load_node_script("plugins/modules/ailab_packages.py", "ailab_packages")
 
 
 def test_only_packages_dpkg_reports_installed_count():
