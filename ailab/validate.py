@@ -1138,17 +1138,6 @@ def check_sim(cluster: Cluster) -> list[Problem]:
     return out
 
 
-def admin_networks(cluster: Cluster) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """``ailab_cluster.admin_networks`` as networks (entries that do not parse are left out)."""
-    out = []
-    for text in cluster.admin_networks:
-        try:
-            out.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            continue
-    return out
-
-
 def check_admin_access(cluster: Cluster) -> list[Problem]:
     """The front-end refuses root logins except from ``admin_networks`` (role sshd): without them the
     converge that applies that rule would lock Ansible, which connects as root, out of the front-end."""
@@ -1164,6 +1153,7 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
             )
         ]
     out = []
+    networks = []
     for i, text in enumerate(cluster.admin_networks):
         try:
             net = ipaddress.ip_network(text, strict=False)
@@ -1186,6 +1176,7 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
                     "name only the Ansible controller's and operators' addresses, e.g. 10.70.0.5/32",
                 )
             )
+        networks.append(net)
     if cluster.sim is not None:
         try:
             subnet = ipaddress.ip_network(cluster.sim.subnet)
@@ -1194,7 +1185,7 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
         if subnet.version != 4 or subnet.prefixlen > 29:
             return out  # likewise
         gateway = next(subnet.hosts())
-        if not any(gateway in net for net in admin_networks(cluster)):
+        if not any(gateway in net for net in networks):
             out.append(
                 Problem(
                     where,

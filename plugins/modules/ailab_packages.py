@@ -106,9 +106,10 @@ def main() -> None:
     if not todo or module.check_mode:
         module.exit_json(changed=bool(todo), installed=todo)
     env = {**os.environ, **APT_ENV}
-    stale = lists_stale(newest_list(), time.time(), module.params["cache_valid_time"])
+    newest = newest_list()
+    stale = lists_stale(newest, time.time(), module.params["cache_valid_time"])
     wants_update = module.params["update_cache"] or module.params["cache_valid_time"] > 0
-    if stale and (wants_update or newest_list() is None):
+    if stale and (wants_update or newest is None):
         update = subprocess.run(["apt-get", "update", "--quiet"], capture_output=True, text=True, env=env)
         if update.returncode != 0:
             module.fail_json(msg=f"apt-get update failed: {update.stderr.strip()[-2000:]}", installed=[])

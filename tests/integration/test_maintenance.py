@@ -18,16 +18,6 @@ from tests.integration.conftest import INVENTORY, ROOT
 from tests.integration.ops_helpers import tool_run
 
 
-@pytest.fixture(scope="module")
-def fe(sim):
-    return sim.cluster.frontends[0].name
-
-
-@pytest.fixture(scope="module")
-def ctl(sim):
-    return sim.cluster.controllers[0].name
-
-
 def ailab(*args: str) -> subprocess.CompletedProcess[str]:
     """The operator's command on this machine: runs ailab-maintenance on the front-end through Ansible."""
     return subprocess.run(

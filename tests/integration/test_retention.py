@@ -20,11 +20,6 @@ THROWAWAY = {
 }
 
 
-@pytest.fixture(scope="module")
-def fe(sim):
-    return sim.cluster.frontends[0].name
-
-
 def test_the_tools_configuration_comes_from_the_inventory(sim, fe):
     config = json.loads(sim.exec(fe, "cat /etc/ailab/ops.json").stdout)
     users = {u["name"]: u for u in config["users"]}

@@ -122,8 +122,16 @@ def key_text(user: dict) -> str:
     return "\n".join(keys) + "\n" if keys else ""
 
 
-def _owner(table: dict[str, int], value: int, name: str) -> str | None:
-    return next((other for other, v in sorted(table.items()) if v == value and other != name), None)
+def _owners(table: dict[str, int]) -> dict[int, list[str]]:
+    """id -> the names that have it, sorted: built once, so checking every user is linear."""
+    out: dict[int, list[str]] = {}
+    for name, value in sorted(table.items()):
+        out.setdefault(value, []).append(name)
+    return out
+
+
+def _other(owners: dict[int, list[str]], value: int, name: str) -> str | None:
+    return next((other for other in owners.get(value, ()) if other != name), None)
 
 
 def plan(
@@ -140,16 +148,17 @@ def plan(
     :class:`Conflict` (before anything runs) when an id belongs to an account the inventory does not name."""
     out = Plan()
     wanted = {u["name"]: u for u in users}
-    uids = {a.name: a.uid for a in current.accounts.values()}
+    uid_owners = _owners({a.name: a.uid for a in current.accounts.values()})
+    gid_owners = _owners(current.groups)
     problems = []
     for u in users:
-        owner = _owner(uids, int(u["uid"]), u["name"])
+        owner = _other(uid_owners, int(u["uid"]), u["name"])
         if owner is not None and owner not in wanted:
             problems.append(f"uid {u['uid']} of user {u['name']} belongs to the existing account {owner}")
-        owner = _owner(current.groups, int(u["gid"]), u["name"])
+        owner = _other(gid_owners, int(u["gid"]), u["name"])
         if owner is not None and owner not in wanted:
             problems.append(f"gid {u['gid']} of user {u['name']} belongs to the existing group {owner}")
-    owner = _owner(current.groups, admin_gid, admin_group)
+    owner = _other(gid_owners, admin_gid, admin_group)
     if owner is not None:
         problems.append(f"gid {admin_gid} of the admin group {admin_group} belongs to the group {owner}")
     if problems:
