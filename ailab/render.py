@@ -14,12 +14,14 @@ from ailab.model import Cluster
 RENDERERS: dict[str, str] = {
     "hosts": "ailab.render:render_hosts",
     "motd": "ailab.render:render_motd",
+    "shosts.equiv": "ailab.render:render_shosts_equiv",
     "policy.json": "ailab.frontend:render_policy_json",
     "user-slice.conf": "ailab.frontend:render_user_slice",
     "banner": "ailab.frontend:render_banner",
     "slurm.conf": "ailab.slurm:render_slurm_conf",
     "gres.conf": "ailab.slurm:render_gres_conf",
     "cgroup.conf": "ailab.slurm:render_cgroup_conf",
+    "job_container.conf": "ailab.slurm:render_job_container_conf",
     "slurmdbd.conf": "ailab.slurm:render_slurmdbd_conf",
     "job_submit.lua": "ailab.slurm:render_job_submit_lua",
     "gpu-health.json": "ailab.slurm:render_gpu_health_json",
@@ -41,6 +43,15 @@ def render_hosts(cluster: Cluster, host: str | None = None) -> str:
         names = [f"{h.name}.{cluster.domain}", h.name] if cluster.domain else [h.name]
         lines.append(f"{h.address:<15} {' '.join(names)}")
     return "\n".join(lines)
+
+
+def render_shosts_equiv(cluster: Cluster, host: str | None = None) -> str:
+    """The hosts whose users a compute node trusts by host-based SSH authentication: the front-ends, by
+    address (sshd does not resolve the client's address, UseDNS no) and by name."""
+    names = []
+    for h in sorted(cluster.frontends, key=lambda h: h.name):
+        names += [h.address, f"{h.name}.{cluster.domain}", h.name] if cluster.domain else [h.address, h.name]
+    return "\n".join(names)
 
 
 def node_role(cluster: Cluster, host: str) -> str:
