@@ -10,6 +10,7 @@ import pytest
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
 STUDENTS = ("student1", "student2", "student3")
+OUTPUT_DIR = "$HOME/.ailab-test"  # expanded by the user's shell (sim.exec runs bash -lc as the user)
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float, interval: float = 2.0):
@@ -25,16 +26,23 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, interval: f
 
 
 def submit(sim, fe: str, user: str, options: str, script: str, output: str = "ailab-test"):
-    """sbatch as ``user`` on the front-end (output to /tmp/<output>-<job>.out on the node); the
+    """sbatch as ``user`` on the front-end (output to ~/.ailab-test/<output>-<job>.out in the shared home:
+    a job's /tmp is private and removed when it ends, job_container/tmpfs; read it with job_output); the
     CompletedProcess (stdout: the job id with --parsable)."""
     return sim.exec(
         fe,
-        f"sbatch --parsable --chdir=/tmp --output=/tmp/{output}-%j.out {options}",
+        f"mkdir -p {OUTPUT_DIR} && "
+        f"sbatch --parsable --chdir=/tmp --output={OUTPUT_DIR}/{output}-%j.out {options}",
         user=user,
         input=script,
         check=False,
         timeout=60,
     )
+
+
+def job_output(sim, fe: str, user: str, job: str, output: str = "ailab-test") -> str:
+    """The output of a job submitted with :func:`submit` (read on the front-end, from the shared home)."""
+    return sim.exec(fe, f"cat {OUTPUT_DIR}/{output}-{job}.out", user=user).stdout
 
 
 def submitted(result) -> str:

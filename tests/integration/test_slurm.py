@@ -21,6 +21,7 @@ from ailab.slurm import HEALTH_CHECK_INTERVAL, job_submit_messages
 from tests.integration import slurm_helpers
 from tests.integration.slurm_helpers import (
     TERMINAL,
+    job_output,
     submitted,
     wait_for,
 )
@@ -99,12 +100,12 @@ def test_gpu_jobs_run_and_see_exactly_their_gpus(sim, fe, ctl):
     one = submitted(submit(sim, fe, "student1", "--gres=gpu:1 --time=00:05:00"))
     two = submitted(submit(sim, fe, "student2", "--gres=gpu:2 --time=00:05:00"))
     try:
-        for job, count in ((one, 1), (two, 2)):
+        for job, count, user in ((one, 1, "student1"), (two, 2, "student2")):
             info = wait_done(sim, ctl, job)
             assert info["state"] == "COMPLETED", info
             node = sim.cluster.hosts[info["nodes"]]
             assert node.in_group("compute")
-            out = sim.exec(node.name, f"cat /tmp/ailab-test-{job}.out").stdout
+            out = job_output(sim, fe, user, job)
             assert f"host={node.name}" in out
             cvd = re.search(r"^cvd=(.*)$", out, re.M).group(1)
             assert cvd == ",".join(str(i) for i in range(count)), out
