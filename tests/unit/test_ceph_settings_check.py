@@ -102,3 +102,17 @@ def test_bad_watchdog_timings_stop_before_any_node_naming_the_variable(check_pla
 def test_watchdog_timings_as_strings_of_digits_pass(check_playbook):
     out = run(check_playbook, "sim", cephfs_client_hung_grace="120")
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize(("inventory", "host"), [("production", "ai-fe02"), ("sim", "t4-01")])
+def test_the_admin_key_never_goes_on_a_host_students_log_in_to(check_playbook, inventory, host):
+    out = run(
+        check_playbook,
+        inventory,
+        user_dirs_admin_host=host,
+        vault_ailab_ceph_client_key="AQBJ/wNrEyOcHBAAk0L9NTs+eDvbME5dHwbZTA==",
+        vault_ailab_ceph_admin_key="AQBJ/wNrEyOcHBAAk0L9NTs+eDvbME5dHwbZTB==",
+    )
+    assert out.returncode != 0
+    assert f"user_dirs_admin_host is {host}, a host students log in to" in out.stdout, out.stdout[-3000:]
+    assert "groups['slurm_controller'] | first" in out.stdout
