@@ -347,10 +347,16 @@ def record_problems(users: Mapping[str, User], record: Mapping[str, int], where:
     return out
 
 
-def next_uid(taken: Collection[int], avoid: Collection[int] = ()) -> int:
-    """The uid after the highest one ever issued (``taken``), skipping ids the checks refuse and
-    ``avoid`` (e.g. the admin group's gid).  Never a gap's uid: a gap may be a removed user's."""
-    uid = max((u for u in taken if u >= FIRST_IMPORT_UID - 1), default=FIRST_IMPORT_UID - 1) + 1
+def highest_uid(taken: Iterable[int]) -> int:
+    """The highest uid of the import's range in ``taken`` (FIRST_IMPORT_UID - 1 when there is none)."""
+    return max((u for u in taken if u >= FIRST_IMPORT_UID - 1), default=FIRST_IMPORT_UID - 1)
+
+
+def next_uid(taken: Collection[int], avoid: Collection[int] = (), after: int | None = None) -> int:
+    """The uid after the highest one ever issued (``taken``; ``after`` when the caller keeps it), skipping
+    ids the checks refuse and ``avoid`` (e.g. the admin group's gid).  Never a gap's uid: a gap may be a
+    removed user's."""
+    uid = (highest_uid(taken) if after is None else after) + 1
     while _id_problem(uid) or uid in taken or uid in avoid:
         uid += 1
     return uid
@@ -372,6 +378,8 @@ def plan_import(
     users = dict(existing)
     in_use = {u.uid: u.name for u in existing.values()} | {u.gid: u.name for u in existing.values()}
     admin_gid = cluster.accounts.admin_gid
+    issued = set(new_record.values()) | set(in_use)  # grows with each new uid (one set, not one per row)
+    highest = highest_uid(issued)
     known = ", ".join(sorted(cluster.projects)) or "none defined"
     changes = []
     for row in rows:
@@ -405,7 +413,7 @@ def plan_import(
         uid = new_record.get(row.username)
         kind = "return"
         if uid is None:
-            uid = next_uid(set(new_record.values()) | set(in_use), avoid={admin_gid})
+            uid = highest = next_uid(issued, avoid={admin_gid}, after=highest)
             kind = "add"
         elif uid in in_use or uid == admin_gid:
             holder = in_use.get(uid, f"the admin group {cluster.accounts.admin_group}")
@@ -422,6 +430,7 @@ def plan_import(
             continue
         new_record[row.username] = uid
         in_use[uid] = row.username
+        issued.add(uid)
         users[row.username] = User(
             name=row.username,
             uid=uid,
@@ -700,8 +709,8 @@ def find_users_file(inventory: Path) -> Path:
         candidates += sorted(p for p in (base / "all").rglob("*") if p.suffix in (".yml", ".yaml"))
     found = []
     for path in candidates:
-        if path.is_file():
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        if path.is_file() and USERS_VAR in (text := path.read_text(encoding="utf-8")):
+            data = yaml.load(text, Loader=_Loader)
             if isinstance(data, dict) and USERS_VAR in data:
                 found.append(path)
     if len(found) != 1:
@@ -767,7 +776,7 @@ def run_import(form: Path, inventory: Path, *, dry_run: bool = False, out=None, 
         return refuse(sorted(problems, key=_problem_order))
     users_text = users_path.read_text(encoding="utf-8")
     new_users_text = render_users_file(users_text, plan.users, cluster.users)
-    if broken := verify_rendered(new_users_text, plan.users):
+    if new_users_text != users_text and (broken := verify_rendered(new_users_text, plan.users)):
         return refuse(broken)
     new_record_text = render_uid_record(plan.record)
     write_record = record_text is None or record != plan.record
