@@ -201,8 +201,7 @@ def test_bad_input_names_row_and_column_and_writes_nothing(inventory, form, row,
     assert lines, err
     assert any(message in line and fix in line.split(" -- fix: ", 1)[1] for line in lines), err
     assert "nothing was written" in err
-    assert snapshot(inventory) == before
-    assert not record_file(inventory).exists()
+    assert snapshot(inventory) == before  # the uid record included
 
 
 def test_uid_clash_with_an_existing_user(inventory):
@@ -366,9 +365,26 @@ def test_dry_run_prints_the_diffs_and_writes_nothing(inventory):
     assert snapshot(inventory) == before
     assert f"--- {users_file(inventory)}\n+++ {users_file(inventory)}\n" in out
     assert "+  - name: ab12cd\n+    uid: 200901\n" in out
-    assert f"--- /dev/null\n+++ {record_file(inventory)}\n" in out
-    assert "+  ab12cd: 200901\n" in out
+    assert f"--- {record_file(inventory)}\n+++ {record_file(inventory)}\n" in out
+    assert "   admin1: 200900\n+  ab12cd: 200901\n" in out
     assert out.rstrip().endswith("dry run: nothing was written")
+
+
+def test_the_first_import_creates_the_record_with_every_existing_user(inventory):
+    record_file(inventory).unlink()
+    before = snapshot(inventory)
+    code, out, _ = run(inventory, HEADER + GOOD, "--dry-run")
+    assert code == 0
+    assert snapshot(inventory) == before
+    assert f"--- /dev/null\n+++ {record_file(inventory)}\n" in out
+    assert run(inventory, HEADER + GOOD)[0] == 0
+    assert record(inventory) == {
+        "student1": 200001,
+        "student2": 200002,
+        "student3": 200003,
+        "admin1": 200900,
+        "ab12cd": 200901,
+    }
 
 
 def test_the_cli_runs_the_import(inventory, capsys):
