@@ -5,6 +5,11 @@ converge + demo job), warm `ailab sim up` + converge (containers recreated from 
 site.yml run (nothing to change), and RAM per node container read from the memory cgroup
 (/sys/fs/cgroup/memory/docker/<id>/memory.usage_in_bytes, and RSS from memory.stat).  Prints a table and
 JSON (also written to bench-results.json).
+
+The users run (``--users 2000``; ``--only-users`` runs only it, without Docker) times the commands an
+operator runs on a full year of students, against issue 11's limits: ``ailab inventory check`` of a scratch
+copy of the inventory with N users (one SSH key each), ``ailab users import`` of an N-row form into a copy
+with the inventory's own users, and the same import again (nothing to change).
 """
 
 from __future__ import annotations
@@ -169,10 +174,98 @@ def scale_run(source: Path, sizes: list[int], result: BenchResult, subnet: str =
                 sim.down()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from simulator.api import Sim
-    from simulator.plan import LABEL_IMAGE
+USERS_LIMITS = {"inventory check": 5.0, "users import": 10.0}  # seconds, issue 11
 
+
+def bench_users(n: int, project: str, first_uid: int = 300001) -> list[dict]:
+    """``n`` distinct ailab_users entries, each with one well-formed ed25519 public key."""
+    import base64
+    import hashlib
+    import struct
+
+    out = []
+    for i in range(n):
+        key_type = b"ssh-ed25519"
+        point = hashlib.sha256(f"bench-{i}".encode()).digest()
+        blob = struct.pack(">I", len(key_type)) + key_type + struct.pack(">I", len(point)) + point
+        key = f"ssh-ed25519 {base64.b64encode(blob).decode()} bu{i:05d}@bench"
+        uid = first_uid + i
+        out.append(
+            {
+                "name": f"bu{i:05d}",
+                "uid": uid,
+                "gid": uid,
+                "full_name": f"Bench User {i}",
+                "email": f"bu{i:05d}@student.example.org",
+                "project": project,
+                "ssh_keys": [key],
+            }
+        )
+    return out
+
+
+def bench_form(n: int, project: str) -> str:
+    """An ``n``-row form export as a form tool writes it: an ID and time columns besides the ones read."""
+    lines = ["ID,Start time,Completion time,Username,Full name,Email,Project,Supervisor"]
+    lines += [
+        f"{i + 1},2026-09-01 10:00,2026-09-01 10:05,fu{i:05d},Form User {i},fu{i:05d}@student.example.org,"
+        f"{project},Prof. Bench"
+        for i in range(n)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def users_run(source: Path, n: int, result: BenchResult) -> None:
+    """Time ``ailab inventory check`` with ``n`` users and ``ailab users import`` of an ``n``-row form, each
+    as the command an operator runs (a new Python process), on scratch copies of ``source``."""
+    import os
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from ailab.onboarding import find_users_file
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
+
+    def ailab(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "ailab.cli", *args], capture_output=True, text=True, env=env
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"bench: ailab {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        print(f"    {done.stdout.strip().splitlines()[-1]}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix=f"ailab-users-{n}-") as tmp:
+        checked = Path(tmp) / "check"
+        shutil.copytree(source, checked)
+        users_path = find_users_file(checked)
+        data = yaml.safe_load(users_path.read_text())
+        project = data["ailab_projects"][0]["name"] if data.get("ailab_projects") else "course-ml"
+        data["ailab_users"] = [*(data.get("ailab_users") or []), *bench_users(n, project)]
+        users_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        check = f"users {n}: inventory check"
+        timed(result, check, partial(ailab, "inventory", "check", "-i", str(checked)))
+
+        target = Path(tmp) / "import"
+        shutil.copytree(source, target)
+        form = Path(tmp) / "form.csv"
+        form.write_text(bench_form(n, project))
+        imported = f"users {n}: users import of {n} rows"
+        timed(result, imported, partial(ailab, "users", "import", str(form), "-i", str(target)))
+        again = f"users {n}: users import again (no change)"
+        timed(result, again, partial(ailab, "users", "import", str(form), "-i", str(target)))
+    for name, limit in ((check, USERS_LIMITS["inventory check"]), (imported, USERS_LIMITS["users import"])):
+        verdict = "within" if result.seconds[name] <= limit else "OVER"
+        result.notes.append(
+            f"{name}: {result.seconds[name]:.1f} s, {verdict} the {limit:.0f} s limit (issue 11)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventory/sim")
     parser.add_argument("--skip-cold", action="store_true", help="keep cached images (no cold build)")
@@ -184,11 +277,34 @@ def main(argv: list[str] | None = None) -> int:
         help="GPU node counts of the scale run, comma-separated (empty: no scale run)",
     )
     parser.add_argument("--only-scale", action="store_true", help="only the scale run (leaves the cluster)")
+    parser.add_argument(
+        "--users",
+        default="2000",
+        help="users of the users run (inventory check, users import; empty: no users run)",
+    )
+    parser.add_argument(
+        "--only-users", action="store_true", help="only the users run (no Docker, no simulated cluster)"
+    )
     args = parser.parse_args(argv)
     try:
         sizes = [int(x) for x in args.scale.split(",") if x.strip()]
     except ValueError:
         parser.error(f"--scale {args.scale!r}: write node counts like 8,32,64")
+    try:
+        user_counts = [int(x) for x in args.users.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--users {args.users!r}: write a user count like 2000")
+    if any(n < 1 for n in user_counts):
+        parser.error(f"--users {args.users!r}: counts must be 1 or more")
+    if args.only_users:
+        result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
+        for n in user_counts:
+            users_run(Path(args.inventory), n, result)
+        return report(result, Path(args.json))
+
+    from simulator.api import Sim
+    from simulator.plan import LABEL_IMAGE
+
     if args.only_scale:
         result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
         scale_run(Path(args.inventory), sizes, result)
@@ -229,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     if sizes:
         sim.down()
         scale_run(inventory, sizes, result)
+    for n in user_counts:
+        users_run(inventory, n, result)
     return report(result, Path(args.json))
 
 

@@ -50,6 +50,11 @@ def read_inventory(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], 
         for key in MODEL_VARS:
             if key not in hv:
                 continue
+            if not has_template(hv[key]):
+                # Nothing for Jinja to do: templating a 2,000-user ailab_users on every host cost most of
+                # `ailab inventory check`'s time (the value is the same without it).
+                hostvars[host.name][key] = _plain(hv[key])
+                continue
             try:
                 hostvars[host.name][key] = _plain(templar.template(hv[key]))
             except AnsibleError as exc:
@@ -70,6 +75,26 @@ def read_inventory(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], 
     return groups, hostvars
 
 
+JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def has_template(value: Any) -> bool:
+    """Whether any string in ``value`` (keys included) has Jinja syntax, i.e. templating could change it.
+    Ansible's templar returns every other value as it is."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any(marker in item for marker in JINJA_MARKERS):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 def _plain(value: Any) -> Any:
     """Strip Ansible's wrapper types so the model sees plain Python values."""
     if isinstance(value, dict):
@@ -87,6 +112,11 @@ class _DuplicateKeyLoader(yaml.SafeLoader):
     pass
 
 
+# libyaml's parser when PyYAML has it: composing a 2,000-user users file in pure Python took longer than the
+# rest of the check.  Its errors are reported by the pure-Python parser (same messages as before).
+_FastComposer = getattr(yaml, "CSafeLoader", _DuplicateKeyLoader)
+
+
 def _find_duplicate_keys(loader: _DuplicateKeyLoader, node: yaml.MappingNode, found: list[tuple[str, int]]):
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -100,7 +130,11 @@ def duplicate_keys(text: str) -> list[tuple[str, int]]:
     """(key, line) for every key that appears twice in one YAML mapping.  Ansible keeps the last one with
     only a warning: a host listed twice under ``hosts:`` would silently lose its first definition."""
     found: list[tuple[str, int]] = []
-    for document in yaml.compose_all(text, Loader=_DuplicateKeyLoader):
+    try:
+        documents = list(yaml.compose_all(text, Loader=_FastComposer))
+    except yaml.YAMLError:
+        documents = list(yaml.compose_all(text, Loader=_DuplicateKeyLoader))  # raises with its message
+    for document in documents:
         if document is None:
             continue
         stack = [document]

@@ -13,6 +13,7 @@ COMMAND_GROUPS = (
     "ailab.retention:register",
     "ailab.maintenance:register",
     "ailab.demo:register",
+    "ailab.onboarding:register",
 )
 
 

@@ -1,4 +1,9 @@
-from ailab.bench import BenchResult, memory_of, render_table
+import pytest
+
+from ailab.bench import BenchResult, bench_form, bench_users, main, memory_of, render_table
+from ailab.onboarding import parse_form
+from ailab.parse import parse_users
+from ailab.sshkeys import key_problem
 
 
 def test_memory_of_reads_the_cgroup_files(tmp_path):
@@ -17,3 +22,21 @@ def test_table_lists_times_and_ram():
     assert "warm sim up (cached images)  12.3 s" in table
     assert "RAM fe01" in table and "80 MiB (rss 40 MiB)" in table
     assert "RAM all nodes" in table
+
+
+def test_the_users_run_generates_valid_users_and_a_clean_form():
+    problems = []
+    users = parse_users(bench_users(50, "course-ml"), problems)
+    assert problems == [] and len(users) == 50
+    assert len({u.uid for u in users.values()}) == 50
+    assert all(key_problem(k) is None for u in users.values() for k in u.ssh_keys)
+    assert len({u.ssh_keys for u in users.values()}) == 50
+    rows, form_problems = parse_form(bench_form(50, "course-ml").encode())
+    assert form_problems == [] and len(rows) == 50
+    assert rows[0].row == 2 and rows[0].username == "fu00000" and rows[0].supervisor == "Prof. Bench"
+
+
+def test_users_counts_are_checked_before_anything_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["--only-users", "--users", "many"])
+    assert "write a user count like 2000" in capsys.readouterr().err
