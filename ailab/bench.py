@@ -184,7 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         help="GPU node counts of the scale run, comma-separated (empty: no scale run)",
     )
     parser.add_argument("--only-scale", action="store_true", help="only the scale run (leaves the cluster)")
+    parser.add_argument(
+        "--only-filters",
+        type=int,
+        metavar="N",
+        help="only the model filters' controller cost at N GPU nodes (no simulator: ailab.filter_bench)",
+    )
     args = parser.parse_args(argv)
+    if args.only_filters is not None:
+        from ailab import filter_bench
+
+        return filter_bench.main(["--nodes", str(args.only_filters)])
     try:
         sizes = [int(x) for x in args.scale.split(",") if x.strip()]
     except ValueError:
