@@ -1,6 +1,6 @@
 """The model as Ansible sees it: build it from a play's ``hostvars`` and ``groups``.
 
-Used by the filter plugin in plugins/filter/ailab.py; kept here so it is plain, testable Python.
+Used by the filters in ailab/filters.py (plugins/filter/ailab.py); plain, testable Python.
 """
 
 from __future__ import annotations
