@@ -27,7 +27,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, ceph, render
+from ailab import ansible_bridge, ceph
 from ailab.model import Cluster
 from ailab.notices import ops_config_data
 from ailab.slurm import reload_action
@@ -38,6 +38,33 @@ def _cluster(hostvars, groups) -> Cluster:
         return ansible_bridge.cluster_from_play(hostvars, groups)
     except ValueError as exc:
         raise AnsibleFilterError(f"the inventory has problems:\n{exc}") from exc
+
+
+def warm(hostvars, groups) -> None:
+    """Build (or find) the model in the controller, before Ansible forks the workers of a task: they inherit
+    it and find it unchanged (plugins/callback/ailab_model.py calls this at the start of each task that
+    uses a model filter).  A bad inventory is remembered too; the worker's filter call reports it."""
+    ansible_bridge.built_from_play(hostvars, groups)
+
+
+# The filters that build the model from hostvars (what the callback looks for in a task).
+MODEL_FILTERS = ("ailab_model", "ailab_render", "ailab_home_dirs", "ailab_ops_config")
+
+
+def uses_model(*values: Any) -> bool:
+    """Whether any string in ``values`` (a task's args, vars, loop, conditions; nested) calls a model
+    filter."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "ailab_" in value and any(name in value for name in MODEL_FILTERS):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
 
 
 # --- the model ---------------------------------------------------------------------------------------
@@ -53,9 +80,10 @@ def ailab_problems(hostvars, groups):
 
 
 def ailab_render(hostvars, groups, name, host=None):
-    cluster = _cluster(hostvars, groups)
     try:
-        return render.render(name, cluster, host)
+        return ansible_bridge.render_from_play(hostvars, groups, name, host)
+    except ansible_bridge.ModelProblems as exc:
+        raise AnsibleFilterError(f"the inventory has problems:\n{exc}") from exc
     except KeyError as exc:
         raise AnsibleFilterError(f"ailab_render: {exc}") from exc
 
