@@ -82,6 +82,8 @@ def _state_snapshot(hostvars: Any, hosts: Sequence[str]) -> list[Any] | None:
     set_fact/register results (key and value objects).  Ansible replaces a value when it changes (set_fact,
     register, a new fact, add_host) and keeps group_vars/host_vars files as loaded for the whole run, so an
     identical list (``is``, element by element) means identical variables: no host's vars need templating.
+    (A model variable templated from a lookup, e.g. ``lookup('env', ...)``, is therefore evaluated once per
+    variable state, not on every filter call; a value mutated deep inside in place would go unseen.)
     None when ``hostvars`` is not Ansible's HostVars (plain dicts: the tests, ``ailab`` itself) or the
     VariableManager does not look as expected (another ansible-core): then the variables are read."""
     try:
