@@ -285,7 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only-users", action="store_true", help="only the users run (no Docker, no simulated cluster)"
     )
+    parser.add_argument(
+        "--only-filters",
+        type=int,
+        metavar="N",
+        help="only the model filters' controller cost at N GPU nodes (no simulator: ailab.filter_bench)",
+    )
     args = parser.parse_args(argv)
+    if args.only_filters is not None:
+        from ailab import filter_bench
+
+        return filter_bench.main(["--nodes", str(args.only_filters)])
     try:
         sizes = [int(x) for x in args.scale.split(",") if x.strip()]
     except ValueError:

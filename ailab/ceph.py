@@ -1,6 +1,6 @@
 """Pure helpers for the Ceph roles (ceph_cluster, cephfs_client, user_dirs).
 
-Exposed to Ansible by plugins/filter/ailab_ceph.py.  Nothing here does I/O.
+Exposed to Ansible by ailab/filters.py (plugins/filter/ailab.py).  Nothing here does I/O.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ RENDERERS: dict[str, str] = {
     "slurm-accounting.json": "ailab.slurm:render_accounting_json",
 }
 
+# The files whose text depends on the host they are for; every other renderer ignores ``host``, so the
+# filters render it once for all hosts (tests/unit/test_model_memo.py checks both claims).
+PER_HOST = frozenset({"motd", "gres.conf", "gpu-health.json"})
+
 
 def render(name: str, cluster: Cluster, host: str | None = None) -> str:
     if name not in RENDERERS:

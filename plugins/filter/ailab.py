@@ -1,8 +1,7 @@
-"""Filters that expose the typed cluster model (the `ailab` Python package) to roles and templates.
+"""The project's Jinja filters (the typed cluster model, the Ceph and Slurm helpers), for every role.
 
-{{ hostvars | ailab_model(groups) }}          the whole model as plain data
-{{ hostvars | ailab_problems(groups) }}       list of problem lines (empty when the inventory is good)
-{{ hostvars | ailab_render(groups, 'slurm.conf') }}   a file rendered by a pure Python function
+The one entry point Ansible loads (ansible.cfg: filter_plugins); the filters themselves are in
+ailab/filters.py, which lists them with an example each.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ailab import ansible_bridge, render
+    from ailab.filters import FILTERS
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "the ailab Python package is not importable by Ansible: run Ansible from the project venv "
@@ -18,33 +17,6 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
     ) from exc
 
 
-def ailab_model(hostvars, groups):
-    try:
-        return ansible_bridge.to_data(ansible_bridge.cluster_from_play(hostvars, groups))
-    except ValueError as exc:
-        raise AnsibleFilterError(f"the inventory has problems:\n{exc}") from exc
-
-
-def ailab_problems(hostvars, groups):
-    _, problems = ansible_bridge.check_play(hostvars, groups)
-    return [str(p) for p in problems]
-
-
-def ailab_render(hostvars, groups, name, host=None):
-    try:
-        cluster = ansible_bridge.cluster_from_play(hostvars, groups)
-    except ValueError as exc:
-        raise AnsibleFilterError(f"the inventory has problems:\n{exc}") from exc
-    try:
-        return render.render(name, cluster, host)
-    except KeyError as exc:
-        raise AnsibleFilterError(f"ailab_render: {exc}") from exc
-
-
 class FilterModule:
     def filters(self):
-        return {
-            "ailab_model": ailab_model,
-            "ailab_problems": ailab_problems,
-            "ailab_render": ailab_render,
-        }
+        return dict(FILTERS)

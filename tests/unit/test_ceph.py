@@ -8,7 +8,7 @@ import pytest
 
 from ailab import ceph
 from ailab.inventory import load_cluster
-from plugins.filter.ailab_ceph import FilterModule
+from plugins.filter.ailab import FilterModule
 from tests.unit.test_model_validation import ROOT
 
 
