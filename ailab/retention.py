@@ -22,6 +22,12 @@ The operator's rules this tool implements (each is unit-tested):
 - **Only what the configuration names, only under the home root.**  Targets are users of ops.json; a home
   is ``<home_root>/<name>``; a home that is a symbolic link or not a directory, or a mount point inside a
   home, stops that user's deletion; ``shutil.rmtree`` never follows links.
+- **Only with the homes mounted.**  ``run`` and ``status`` (and every command that decides deletions)
+  first check that the home root is the mount point of a CephFS file system (``ceph`` or
+  ``fuse.ceph-fuse`` in /proc/self/mountinfo, the mount on top) and that a stat and listing of it answer
+  within 20 s (in a child process, so a hung mount refuses instead of hanging); otherwise nothing is done
+  and the exit code is 2.  Without it every home would look absent and users would lose their accounts
+  while their data stayed.
 - **Manifest first.**  The manifest (JSON lines: every path with owner and bytes, the passwd/group entries
   and Slurm associations) is written and fsynced before anything is deleted; if it cannot be written
   nothing is deleted and the run exits non-zero.
@@ -386,6 +392,127 @@ def remove_home(home_root: Path, home: Path) -> None:
     shutil.rmtree(home)
 
 
+# The home file system ----------------------------------------------------------------------------------
+# Without CephFS on the home root every home looks absent: a run would delete accounts, associations and
+# mail and record the users as deleted while their data stays.  Every run that decides deletions first
+# proves the home root is a CephFS mount that answers.
+
+CEPHFS_TYPES = ("ceph", "fuse.ceph-fuse")
+PROBE_TIMEOUT = 20.0  # seconds a stat + listdir of the home root may take before the run refuses
+
+
+def _unescape_mount_path(text: str) -> str:
+    """Mount points in /proc/self/mountinfo and /proc/mounts escape space, tab, newline and backslash
+    as octal (``\\040``)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 3 < len(text) and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_type(mount_table: str, path: str) -> str | None:
+    """The file system type of the mount on top at ``path`` (exactly there, not above it), or None.
+
+    ``mount_table`` is the text of /proc/self/mountinfo (fields ``... mount-point ... - fstype source``)
+    or of /proc/mounts (``source mount-point fstype options 0 0``); later lines are mounted over earlier
+    ones, so the last entry for ``path`` wins (a directory bind-mounted over CephFS is not CephFS)."""
+    found = None
+    for line in mount_table.splitlines():
+        fields = line.split()
+        if "-" in fields[6:]:
+            sep = fields.index("-", 6)
+            if len(fields) > sep + 1 and _unescape_mount_path(fields[4]) == path:
+                found = fields[sep + 1]
+        elif len(fields) >= 3 and _unescape_mount_path(fields[1]) == path:
+            found = fields[2]
+    return found
+
+
+def systemd_mount_unit(path: str) -> str:
+    """systemd's mount unit name of ``path`` (``systemd-escape --path --suffix=mount``)."""
+    trimmed = path.strip("/")
+    if not trimmed:
+        return "-.mount"
+    out = []
+    for i, ch in enumerate(trimmed):
+        if ch == "/":
+            out.append("-")
+        elif ch.isascii() and (ch.isalnum() or ch in ":_" or (ch == "." and i > 0)):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return "".join(out) + ".mount"
+
+
+def home_root_problem(mount_table: str, home_root: str) -> str | None:
+    """Why ``home_root`` is not a CephFS mount (what the mount table shows there), or None."""
+    fstype = mount_type(mount_table, home_root)
+    if fstype is None:
+        return "nothing is mounted there"
+    if fstype not in CEPHFS_TYPES:
+        return f"the file system mounted there is {fstype}, not CephFS ({' or '.join(CEPHFS_TYPES)})"
+    return None
+
+
+def refuse_home_root(home_root: str, why: str) -> ToolError:
+    return ToolError(
+        f"home_root {home_root} is not a mounted CephFS file system that answers: {why}; nothing was done "
+        f"(without it every home would look absent) -- fix: mount CephFS there (role cephfs_client: "
+        f"systemctl start {systemd_mount_unit(home_root)}; ailab-cephfs-check repairs a hung mount), "
+        "then run again"
+    )
+
+
+def read_mount_table() -> str:
+    for path in ("/proc/self/mountinfo", "/proc/mounts"):
+        with contextlib.suppress(OSError):
+            return Path(path).read_text()
+    raise ToolError("cannot read /proc/self/mountinfo or /proc/mounts -- fix: mount /proc")
+
+
+def probe_directory(path: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when a stat and a listing of ``path`` answer within ``timeout`` seconds, else why not.
+
+    They run in a child process: a stat on a hung CephFS client can sleep uninterruptibly, and a child
+    left behind (it ends when the mount answers or is aborted) does not keep this run from refusing."""
+    code = "import os, sys; os.stat(sys.argv[1]); os.listdir(sys.argv[1])"
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", code, path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return f"cannot start the probe ({exc})"
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()  # no wait(): a child stuck in the mount ends when the mount answers
+        return f"a stat and listing of it did not answer within {timeout:.0f}s (hung mount?)"
+    if child.returncode != 0:
+        lines = (err or "").strip().splitlines()
+        return f"a stat and listing of it failed: {lines[-1] if lines else f'exit {child.returncode}'}"
+    return None
+
+
+def check_home_root(
+    home_root: str,
+    mount_table: Callable[[], str] = read_mount_table,
+    probe: Callable[[str], str | None] = probe_directory,
+) -> None:
+    """Raise ToolError (nothing done yet) unless ``home_root`` is a CephFS mount point that answers."""
+    why = home_root_problem(mount_table(), home_root) or probe(home_root)
+    if why:
+        raise refuse_home_root(home_root, why)
+
+
 class Manifest:
     """JSON lines, written to a temporary file and only renamed into place once complete and fsynced."""
 
@@ -424,8 +551,9 @@ class Manifest:
 
 
 class Ops(Protocol):
-    """What deletion needs from the system besides files (Unix accounts, Slurm)."""
+    """What deletion needs from the system besides files (Unix accounts, Slurm, the home mount)."""
 
+    def check_home_root(self, home_root: str) -> None: ...
     def account(self, name: str) -> dict[str, str] | None: ...
     def stop(self, user: Person) -> None: ...
     def associations(self, user: Person) -> list[str]: ...
@@ -439,10 +567,23 @@ Runner = Callable[..., subprocess.CompletedProcess]
 class SystemOps:
     """The real thing on the front-end: usermod/userdel, pkill, scancel/squeue, sacctmgr."""
 
-    def __init__(self, slurm: bool = True, job_wait: float = 120, run: Runner = subprocess.run):
+    def __init__(
+        self,
+        slurm: bool = True,
+        job_wait: float = 120,
+        run: Runner = subprocess.run,
+        mount_table: Callable[[], str] = read_mount_table,
+        probe: Callable[[str], str | None] = probe_directory,
+    ):
         self.slurm = slurm
         self.job_wait = job_wait
         self._run_fn = run
+        self._mount_table = mount_table
+        self._probe = probe
+
+    def check_home_root(self, home_root: str) -> None:
+        """The home root is a CephFS mount point and answers; ToolError (nothing done) otherwise."""
+        check_home_root(home_root, self._mount_table, self._probe)
 
     def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
         try:
@@ -670,6 +811,7 @@ def run(
 ) -> int:
     """One daily run: send due notices, carry out due deletions.  Returns the exit code."""
     out = out or sys.stdout
+    ops.check_home_root(config.home_root)  # before anything: without the homes every one looks absent
     store = StateFile(config.retention_state, EMPTY_STATE)
     today = now.date()
     failures = 0
@@ -716,7 +858,9 @@ def format_status(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
+    """The command.  ``ops`` is for tests only; the installed command always uses :class:`SystemOps`,
+    which refuses unless the home root is a CephFS mount that answers."""
     parser = argparse.ArgumentParser(prog="ailab-retention", description="Yearly data deletion (rule 1).")
     parser.add_argument("--config", default=os.environ.get("AILAB_OPS_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("--now", help="a fixed clock, YYYY-MM-DD (tests); also AILAB_NOW")
@@ -736,13 +880,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ToolError(f"--year {year} is not a year -- fix: e.g. --year 2027")
             sys.stdout.write(format_schedule(schedule_for(config.deletion, year), config.cluster))
             return 0
+        ops = ops or SystemOps(slurm=config.slurm)
         if args.cmd == "status":
+            ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
             state = StateFile(config.retention_state, EMPTY_STATE).load()
             sys.stdout.write(format_status(make_plan(config, state, now.date())))
             return 0
-        return run(
-            config, now, Sendmail(config.sendmail), SystemOps(slurm=config.slurm), dry_run=args.dry_run
-        )
+        return run(config, now, Sendmail(config.sendmail), ops, dry_run=args.dry_run)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

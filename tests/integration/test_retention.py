@@ -242,3 +242,53 @@ def test_no_manifest_means_no_deletion(sim, fe, throwaway):
         assert state["cycles"]["2026"]["deleted"] == {}
     finally:
         run.cleanup()
+
+
+def _state(sim, fe, run) -> str:
+    return sim.exec(fe, f"cat {shlex.quote(run.directory)}/retention.json").stdout
+
+
+def test_without_cephfs_on_the_home_root_the_deletion_refuses(sim, fe, throwaway):
+    """Hardening, rule 1: with an empty directory mounted over the home root (CephFS gone: every home
+    looks absent) the deletion, its dry run and status refuse, naming the path and the fix, and change
+    nothing: no account, association, mail or record goes.  With the mount back the same run deletes."""
+    home_root = sim.cluster.ceph.home_root
+
+    def use_throwaway(data):
+        data["users"] = throwaway["users"]
+
+    run = tool_run(sim, fe, use_throwaway)
+    empty = f"{run.directory}/empty-home-root"
+    try:
+        run.run("ailab-retention", "run", now="2026-07-30")
+        assert run.tags("rtgone", 1) == ["retention 2026 2 days"]
+        before = _state(sim, fe, run)
+        assert sim.exec(fe, f"findmnt -n -o FSTYPE {home_root}").stdout.split()[-1] == "fuse.ceph-fuse"
+        sim.exec(fe, f"mkdir -p {empty} && mount --bind {empty} {home_root}")
+        try:
+            assert sim.exec(fe, f"ls -A {home_root}").stdout.strip() == ""  # every home looks absent
+            for args in (("run",), ("run", "--dry-run"), ("status",)):
+                result = run.run("ailab-retention", *args, now="2026-08-01", check=False)
+                assert result.returncode == 2, (args, result)
+                assert f"home_root {home_root} is not a mounted CephFS file system" in result.stderr, args
+                assert "not CephFS" in result.stderr and "nothing was done" in result.stderr, args
+                assert "systemctl start ceph-home.mount" in result.stderr, args
+                assert "deleted" not in result.stdout and "would delete" not in result.stdout, args
+        finally:
+            sim.exec(fe, f"umount {home_root}")
+        assert sim.exec(fe, f"findmnt -n -o FSTYPE {home_root}").stdout.split()[-1] == "fuse.ceph-fuse"
+        assert _state(sim, fe, run) == before
+        for name in ("rtgone", "rtedge"):
+            assert sim.exec(fe, f"test -f {home_root}/{name}/data/w.bin").returncode == 0, name
+            assert sim.exec(fe, f"getent passwd {name}").returncode == 0, name
+            assert _assoc(sim, name).strip() == name, name
+            assert sim.exec(fe, f"test -s /var/mail/{name}").returncode == 0, name
+        assert sim.exec(fe, f"ls {run.directory}/manifests 2>/dev/null | wc -l").stdout.strip() == "0"
+
+        result = run.run("ailab-retention", "run", now="2026-08-01")  # the mount is back: it deletes
+        assert "deleted rtgone" in result.stdout and "deleted rtedge" in result.stdout, result
+    finally:
+        # Whatever failed above: the CephFS mount is the one on top of the home root again.
+        top = f"findmnt -n -o FSTYPE {home_root} | tail -n 1"
+        sim.exec(fe, f'[ "$({top})" = fuse.ceph-fuse ] || umount {home_root}', check=False)
+        run.cleanup()
