@@ -3,6 +3,7 @@
 {{ hostvars | ailab_model(groups) }}          the whole model as plain data
 {{ hostvars | ailab_problems(groups) }}       list of problem lines (empty when the inventory is good)
 {{ hostvars | ailab_render(groups, 'slurm.conf') }}   a file rendered by a pure Python function
+{{ hostvars | ailab_operations_host(groups) }}   the front-end that runs the daily operations timers
 """
 
 from __future__ import annotations
@@ -41,10 +42,20 @@ def ailab_render(hostvars, groups, name, host=None):
         raise AnsibleFilterError(f"ailab_render: {exc}") from exc
 
 
+def ailab_operations_host(hostvars, groups):
+    """``ailab_cluster.operations_host`` or the first front-end: the one host that runs the timers of the
+    yearly deletion and the maintenance notices and keeps their state (the deletion record)."""
+    try:
+        return ansible_bridge.cluster_from_play(hostvars, groups).operations_host
+    except ValueError as exc:
+        raise AnsibleFilterError(f"the inventory has problems:\n{exc}") from exc
+
+
 class FilterModule:
     def filters(self):
         return {
             "ailab_model": ailab_model,
+            "ailab_operations_host": ailab_operations_host,
             "ailab_problems": ailab_problems,
             "ailab_render": ailab_render,
         }
