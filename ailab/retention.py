@@ -300,6 +300,87 @@ def record_notice(state: dict[str, Any], year: int, user: str, key: str, status:
     _cycle(state, year)["notices"].setdefault(user, {})[key] = {"status": status, "on": on.isoformat()}
 
 
+# The deletion record: who is deleted, for the converge ------------------------------------------------
+# A user deleted by this tool stays deleted although the inventory may still list them: the pre-flight of
+# site.yml reads this record from the operations host and leaves them out of ailab_users for the run
+# (plugins/filter/ailab.py), so no converge re-creates their account, keys, home or association.  To let a
+# deleted user back in under the same name: ``ailab-retention readmit NAME``, then converge (a new, empty
+# home).
+
+
+def parse_state_text(text: str, source: str = "retention.json") -> dict[str, Any]:
+    """The state file's text ('' when the file does not exist: nobody deleted)."""
+    if not text.strip():
+        return json.loads(json.dumps(EMPTY_STATE))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolError(
+            f"{source} is not valid JSON ({exc}) -- fix: restore it from backup on the operations host"
+        ) from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        version = data.get("version") if isinstance(data, dict) else "?"
+        raise ToolError(
+            f"{source} has an unknown format (version {version!r}) -- fix: use the ailab that wrote it"
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class Deleted:
+    name: str
+    cycle: int
+    on: str  # the day it was carried out (ISO)
+    manifest: str = ""
+
+
+def deleted_users(state: Mapping[str, Any]) -> dict[str, Deleted]:
+    """Users whose latest deletion is not followed by a readmission (``readmitted[name].cycle`` covers
+    the deletions of that cycle and earlier)."""
+    out: dict[str, Deleted] = {}
+    for year_key, record in sorted(state.get("cycles", {}).items(), key=lambda kv: int(kv[0])):
+        for name, entry in (record.get("deleted") or {}).items():
+            entry = entry if isinstance(entry, Mapping) else {}
+            out[name] = Deleted(name, int(year_key), str(entry.get("on", "")), str(entry.get("manifest", "")))
+    for name, entry in (state.get("readmitted") or {}).items():
+        if name in out and isinstance(entry, Mapping) and int(entry.get("cycle", 0)) >= out[name].cycle:
+            del out[name]
+    return out
+
+
+def split_deleted(
+    users: Sequence[Mapping[str, Any]], state: Mapping[str, Any]
+) -> tuple[list[Mapping[str, Any]], list[Deleted]]:
+    """``ailab_users`` without the users the record says are deleted, and those (in inventory order)."""
+    deleted = deleted_users(state)
+    live = [u for u in users if u.get("name") not in deleted]
+    gone = [deleted[str(u["name"])] for u in users if u.get("name") in deleted]
+    return live, gone
+
+
+def deleted_listed_warning(gone: Sequence[Deleted], users_file: str, operations_host: str) -> str:
+    who = ", ".join(f"{d.name} (deleted {d.on}, cycle {d.cycle})" for d in gone)
+    return (
+        f"WARNING: {len(gone)} user(s) in ailab_users were deleted by the yearly deletion: {who}. This run "
+        "leaves them out: their accounts stay locked and no account, SSH key, home or Slurm association is "
+        f"created for them. Fix: remove them from ailab_users in {users_file}; or, to let one back in under "
+        f"the same name, run `ailab-retention readmit NAME` on {operations_host} and converge again (a new, "
+        "empty home)."
+    )
+
+
+def readmit(state: dict[str, Any], name: str, today: dt.date) -> Deleted:
+    """Record that ``name``, deleted, may be created again by the next converge.  ToolError if not deleted."""
+    deleted = deleted_users(state).get(name)
+    if deleted is None:
+        raise ToolError(
+            f"{name} is not deleted in the record; nothing was changed -- fix: check the name "
+            "(ailab-retention status)"
+        )
+    state.setdefault("readmitted", {})[name] = {"on": today.isoformat(), "cycle": deleted.cycle}
+    return deleted
+
+
 # Homes, manifest and deletion ------------------------------------------------------------------------
 
 
@@ -870,6 +951,10 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
     sub.add_parser("status", help="what each user is due")
     run_p = sub.add_parser("run", help="send due notices, carry out due deletions (the daily timer)")
     run_p.add_argument("--dry-run", action="store_true", help="print what would happen; change nothing")
+    readmit_p = sub.add_parser(
+        "readmit", help="let a deleted user back in: the next converge creates them again (empty home)"
+    )
+    readmit_p.add_argument("name")
     args = parser.parse_args(argv)
     try:
         config = load_ops_config(args.config)
@@ -879,6 +964,18 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
             if not 1 <= year <= 9998:
                 raise ToolError(f"--year {year} is not a year -- fix: e.g. --year 2027")
             sys.stdout.write(format_schedule(schedule_for(config.deletion, year), config.cluster))
+            return 0
+        if args.cmd == "readmit":
+            store = StateFile(config.retention_state, EMPTY_STATE)
+            with store.locked():
+                state = store.load()
+                gone = readmit(state, args.name, now.date())
+                store.save(state)
+            print(
+                f"readmitted {gone.name} (deleted {gone.on}, cycle {gone.cycle}; the manifest stays): "
+                "the next converge creates the account, an empty home and the Slurm association again while "
+                "ailab_users lists them"
+            )
             return 0
         ops = ops or SystemOps(slurm=config.slurm)
         if args.cmd == "status":

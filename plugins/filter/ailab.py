@@ -4,6 +4,8 @@
 {{ hostvars | ailab_problems(groups) }}       list of problem lines (empty when the inventory is good)
 {{ hostvars | ailab_render(groups, 'slurm.conf') }}   a file rendered by a pure Python function
 {{ hostvars | ailab_operations_host(groups) }}   the front-end that runs the daily operations timers
+{{ ailab_users | ailab_live_users(record) }}      ailab_users without the users the deletion record deleted
+{{ ailab_users | ailab_deleted_listed(record) }}  those users (name, cycle, on)
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from ailab import ansible_bridge, render
+    from ailab.notices import ToolError
+    from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "the ailab Python package is not importable by Ansible: run Ansible from the project venv "
@@ -51,11 +55,36 @@ def ailab_operations_host(hostvars, groups):
         raise AnsibleFilterError(f"the inventory has problems:\n{exc}") from exc
 
 
+def _split(users, record, source):
+    try:
+        return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
+    except ToolError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def ailab_live_users(users, record, source="the deletion record"):
+    """``users`` without those the deletion record (retention.json's text, '' if absent) says are deleted
+    (and not readmitted): what every role sees for the rest of the run (playbooks/preflight.yml)."""
+    return _split(users, record, source)[0]
+
+
+def ailab_deleted_listed(users, record, source="the deletion record"):
+    """The users in ``users`` that the deletion record says are deleted: name, cycle, on."""
+    return [{"name": d.name, "cycle": d.cycle, "on": d.on} for d in _split(users, record, source)[1]]
+
+
+def ailab_deleted_warning(users, record, users_file, operations_host, source="the deletion record"):
+    return deleted_listed_warning(_split(users, record, source)[1], users_file, operations_host)
+
+
 class FilterModule:
     def filters(self):
         return {
             "ailab_model": ailab_model,
             "ailab_operations_host": ailab_operations_host,
+            "ailab_live_users": ailab_live_users,
+            "ailab_deleted_listed": ailab_deleted_listed,
+            "ailab_deleted_warning": ailab_deleted_warning,
             "ailab_problems": ailab_problems,
             "ailab_render": ailab_render,
         }
