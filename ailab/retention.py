@@ -28,6 +28,16 @@ The operator's rules this tool implements (each is unit-tested):
   within 20 s (in a child process, so a hung mount refuses instead of hanging); otherwise nothing is done
   and the exit code is 2.  Without it every home would look absent and users would lose their accounts
   while their data stayed.
+- **Users removed from the inventory are deleted too.**  Role accounts locks a user that left
+  ``ailab_users`` and keeps their home; its state file (``accounts_state`` in ops.json, default
+  /var/lib/ailab/managed-accounts.json) lists every account it manages.  Each run reads it: a user in it
+  but not in ops.json whose locked account is still in passwd (uid, full name and e-mail from the GECOS
+  field role accounts wrote) is a target like any non-extended user: notified, then deleted in the next
+  cycle, manifest first.  Without an e-mail address they are reported (``no-email``), not deleted.
+  ``delete-removed NAME --yes`` deletes one at once (same checks and manifest; it refuses users still in
+  the inventory, and so any extension).
+- **Deleted stays deleted.**  The record of deletions in the state file is what site.yml's pre-flight
+  reads: a deleted user still in ``ailab_users`` is left out of the converge until ``readmit NAME``.
 - **Manifest first.**  The manifest (JSON lines: every path with owner and bytes, the passwd/group entries
   and Slurm associations) is written and fsynced before anything is deleted; if it cannot be written
   nothing is deleted and the run exits non-zero.
@@ -37,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -195,6 +206,17 @@ def make_plan(config: OpsConfig, state: Mapping[str, Any], today: dt.date) -> Pl
         if reason:
             plan.statuses.append(UserStatus(user.name, upcoming.year, "kept", reason))
             continue
+        if not user.email:
+            plan.statuses.append(
+                UserStatus(
+                    user.name,
+                    upcoming.year,
+                    "no-email",
+                    "removed from the inventory, no e-mail address in passwd: not notified, so not deleted "
+                    f"-- fix: ailab-retention delete-removed {user.name} --yes",
+                )
+            )
+            continue
         recorded = record.get("notices", {}).get(user.name, {})
         decision = pick_notice(upcoming.notices, recorded, today, upcoming.deletion)
         plan.superseded += [Superseded(user.name, upcoming.year, n.key) for n in decision.superseded]
@@ -298,6 +320,62 @@ def _cycle(state: dict[str, Any], year: int) -> dict[str, Any]:
 
 def record_notice(state: dict[str, Any], year: int, user: str, key: str, status: str, on: dt.date) -> None:
     _cycle(state, year)["notices"].setdefault(user, {})[key] = {"status": status, "on": on.isoformat()}
+
+
+# Users removed from the inventory --------------------------------------------------------------------
+# Role accounts locks a user that left ailab_users and keeps their home; it lists every account it manages
+# in its state file (managed-accounts.json).  Those listed there but not in ops.json are the removed users:
+# the tool reads them at every run (uid, full name and e-mail from the locked account's passwd entry, which
+# role accounts wrote from the inventory) and deletes their data in the next cycle like everyone's:
+# notices first, manifest first, the same rules.  Gone from passwd (already deleted): not a target.
+
+Passwd = Callable[[str], "tuple[int, str] | None"]  # name -> (uid, GECOS), None when there is no account
+
+
+def removed_people(listed: Sequence[str], managed: Sequence[str], passwd: Passwd) -> list[Person]:
+    """The users ``managed`` (role accounts' state) that the configuration no longer ``listed``."""
+    out = []
+    for name in sorted(set(managed) - set(listed)):
+        if not isinstance(name, str) or not USERNAME_RE.match(name):
+            continue
+        entry = passwd(name)
+        if entry is None or entry[0] < 1000:
+            continue
+        fields = entry[1].split(",")
+        email = fields[4].strip() if len(fields) > 4 and "@" in fields[4] else ""
+        out.append(Person(name, entry[0], email, full_name=fields[0].strip(), removed=True))
+    return out
+
+
+def read_managed(path: str) -> list[str]:
+    """Role accounts' state file: a JSON list of user names ([] when there is none)."""
+    if not path:
+        return []
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ToolError(
+            f"cannot read role accounts' state {path} ({exc}); nothing was done -- fix: restore it or "
+            "converge (site.yml, role accounts)"
+        ) from None
+    if not isinstance(data, list):
+        raise ToolError(f"{path} is not a JSON list of user names -- fix: converge (role accounts)")
+    return [n for n in data if isinstance(n, str)]
+
+
+def system_passwd(name: str) -> tuple[int, str] | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gecos
+
+
+def with_removed(config: OpsConfig, removed: Sequence[Person]) -> OpsConfig:
+    """The configuration with the removed users as deletion targets too."""
+    return dataclasses.replace(config, users=(*config.users, *removed))
 
 
 # The deletion record: who is deleted, for the converge ------------------------------------------------
@@ -635,6 +713,7 @@ class Ops(Protocol):
     """What deletion needs from the system besides files (Unix accounts, Slurm, the home mount)."""
 
     def check_home_root(self, home_root: str) -> None: ...
+    def removed_users(self, config: OpsConfig) -> list[Person]: ...
     def account(self, name: str) -> dict[str, str] | None: ...
     def stop(self, user: Person) -> None: ...
     def associations(self, user: Person) -> list[str]: ...
@@ -655,7 +734,9 @@ class SystemOps:
         run: Runner = subprocess.run,
         mount_table: Callable[[], str] = read_mount_table,
         probe: Callable[[str], str | None] = probe_directory,
+        passwd: Passwd = system_passwd,
     ):
+        self._passwd = passwd
         self.slurm = slurm
         self.job_wait = job_wait
         self._run_fn = run
@@ -665,6 +746,11 @@ class SystemOps:
     def check_home_root(self, home_root: str) -> None:
         """The home root is a CephFS mount point and answers; ToolError (nothing done) otherwise."""
         check_home_root(home_root, self._mount_table, self._probe)
+
+    def removed_users(self, config: OpsConfig) -> list[Person]:
+        """Users role accounts manages here that ops.json no longer lists (locked, homes kept)."""
+        managed = read_managed(config.accounts_state)
+        return removed_people([u.name for u in config.users], managed, self._passwd)
 
     def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
         try:
@@ -893,6 +979,7 @@ def run(
     """One daily run: send due notices, carry out due deletions.  Returns the exit code."""
     out = out or sys.stdout
     ops.check_home_root(config.home_root)  # before anything: without the homes every one looks absent
+    config = with_removed(config, ops.removed_users(config))
     store = StateFile(config.retention_state, EMPTY_STATE)
     today = now.date()
     failures = 0
@@ -928,6 +1015,45 @@ def run(
     return 1 if failures else 0
 
 
+def delete_removed(
+    config: OpsConfig, name: str, now: dt.datetime, ops: Ops, *, yes: bool, out: IO[str] | None = None
+) -> int:
+    """Delete one removed user's data now (``delete-removed NAME --yes``): the same checks, stop and
+    manifest as the yearly deletion, recorded in the cycle of the next deletion.  Without ``yes`` it only
+    shows what it would delete.  Refuses users still in the inventory (and so any extension)."""
+    out = out or sys.stdout
+    ops.check_home_root(config.home_root)
+    listed = config.user(name)
+    if listed is not None:
+        far = dt.date(9999, 12, 31)
+        why = kept_reason(listed, far) or (
+            f"extension until {listed.extension_until}" if listed.extension_until else None
+        )
+        raise ToolError(
+            f"{name} is still in the inventory (ailab_users){f', {why}' if why else ''}; nothing was deleted "
+            "-- fix: users in the inventory are deleted by the yearly deletion; to delete this one now, "
+            "remove them from ailab_users, converge (role accounts locks them), then run this again"
+        )
+    person = next((p for p in ops.removed_users(config) if p.name == name), None)
+    if person is None:
+        raise ToolError(
+            f"{name} is not a user removed from the inventory here (no account that role accounts manages "
+            f"in {config.accounts_state or '(accounts_state not set)'} and no longer lists); nothing was "
+            "deleted "
+            "-- fix: check the name (getent passwd; ailab-retention status)"
+        )
+    today = now.date()
+    due = DeletionDue(person, cycle_year(config.deletion, today), today)
+    store = StateFile(config.retention_state, EMPTY_STATE)
+    with store.locked():
+        state = store.load()
+        failures = delete_users(config, state, store, [due], ops, now, dry_run=not yes, out=out)
+    if not yes:
+        print(f"error: nothing was deleted -- fix: add --yes to delete {name}'s data now", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
 def format_status(plan: Plan) -> str:
     lines = [f"today {plan.today}; next deletion {plan.schedule.deletion} (cycle {plan.schedule.year})"]
     for s in plan.sends:
@@ -955,6 +1081,12 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
         "readmit", help="let a deleted user back in: the next converge creates them again (empty home)"
     )
     readmit_p.add_argument("name")
+    removed_p = sub.add_parser(
+        "delete-removed",
+        help="delete the data of a user removed from the inventory now (manifest first; --yes to do it)",
+    )
+    removed_p.add_argument("name")
+    removed_p.add_argument("--yes", action="store_true", help="really delete (without: show what would go)")
     args = parser.parse_args(argv)
     try:
         config = load_ops_config(args.config)
@@ -980,9 +1112,12 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
         ops = ops or SystemOps(slurm=config.slurm)
         if args.cmd == "status":
             ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
+            config = with_removed(config, ops.removed_users(config))
             state = StateFile(config.retention_state, EMPTY_STATE).load()
             sys.stdout.write(format_status(make_plan(config, state, now.date())))
             return 0
+        if args.cmd == "delete-removed":
+            return delete_removed(config, args.name, now, ops, yes=args.yes)
         return run(config, now, Sendmail(config.sendmail), ops, dry_run=args.dry_run)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)

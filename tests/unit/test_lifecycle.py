@@ -17,7 +17,17 @@ import yaml
 
 from ailab import retention
 from ailab.notices import StateFile, ToolError
-from tests.unit.test_retention import FakeOps, config_data
+from tests.unit.test_retention import USERS as TOOL_USERS
+from tests.unit.test_retention import (
+    FakeMailer,
+    FakeOps,
+    at,
+    config_data,
+    make_config,
+    make_homes,
+    run_days,
+    sent_log,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 D = dt.date.fromisoformat
@@ -244,3 +254,123 @@ def test_a_broken_record_stops_the_run(lifecycle_play, tmp_path):
     assert out.returncode != 0
     assert "retention.json is not valid JSON" in out.stdout
     assert "USERS" not in out.stdout
+
+
+# Users removed from the inventory are deleted too -------------------------------------------------------
+
+PASSWD = {
+    "alice": (20001, "Alice A,,,,alice@example.org"),  # what role accounts writes: full name,,,,e-mail
+    "eve": (20009, "Eve,,,,"),  # no e-mail
+    "daemonish": (999, "system,,,,x@example.org"),
+}
+
+
+def test_removed_people_come_from_the_accounts_state_and_passwd():
+    people = retention.removed_people(
+        ["bob"], ["alice", "bob", "eve", "gone", "daemonish", "../x"], PASSWD.get
+    )
+    assert [(p.name, p.uid, p.email, p.full_name, p.removed) for p in people] == [
+        ("alice", 20001, "alice@example.org", "Alice A", True),
+        ("eve", 20009, "", "Eve", True),
+    ]  # bob is listed; gone has no account (already deleted); daemonish is a system uid; ../x no name
+
+
+def test_system_ops_read_role_accounts_state(tmp_path):
+    state = tmp_path / "managed-accounts.json"
+    config = make_config(tmp_path, TOOL_USERS[1:2], accounts_state=str(state))  # bob only
+    ops = retention.SystemOps(passwd=PASSWD.get)
+    assert ops.removed_users(config) == []  # no state file yet: nobody removed
+    state.write_text(json.dumps(["alice", "bob"]))
+    assert [p.name for p in ops.removed_users(config)] == ["alice"]
+    state.write_text("{")
+    with pytest.raises(ToolError, match=r"cannot read role accounts' state .*; nothing was done"):
+        ops.removed_users(config)
+
+
+def test_a_user_removed_from_the_inventory_before_the_deletion_is_deleted_like_everyone(tmp_path):
+    """The hole: a user removed from ailab_users (locked, home kept) was never deleted."""
+    state = tmp_path / "managed-accounts.json"
+    state.write_text(json.dumps(["alice", "bob"]))
+    config = make_config(tmp_path, TOOL_USERS[1:2], accounts_state=str(state))  # alice left in May
+    make_homes(config, ["alice", "bob"])
+    ops = FakeOps({"alice", "bob"})
+    ops.removed = retention.SystemOps(passwd=PASSWD.get).removed_users(config)
+    mailer = FakeMailer()
+    assert set(run_days(config, "2026-05-25", "2026-08-02", mailer, ops)) == {0}
+    assert [(d, who, key) for d, who, key in sent_log(mailer) if who == "alice"] == [
+        ("2026-06-01", "alice", "2 months"),
+        ("2026-07-01", "alice", "1 month"),
+        ("2026-07-18", "alice", "14 days"),
+        ("2026-07-30", "alice", "2 days"),
+    ]
+    assert ops.deleted() == {"alice", "bob"}
+    assert sorted(p.name for p in Path(config.home_root).iterdir()) == []
+    (manifest,) = Path(config.manifest_dir).iterdir()
+    assert any(json.loads(line).get("user") == "alice" for line in manifest.read_text().splitlines())
+
+
+def test_a_removed_user_without_an_e_mail_address_is_reported_not_deleted(tmp_path):
+    config = make_config(tmp_path, TOOL_USERS[1:2])
+    make_homes(config, ["eve"])
+    ops = FakeOps({"eve"})
+    ops.removed = retention.removed_people(["bob"], ["eve"], PASSWD.get)
+    mailer = FakeMailer()
+    run_days(config, "2026-06-01", "2026-08-02", mailer, ops)
+    assert {who for _, who, _ in sent_log(mailer)} == {"bob"} and ops.deleted() == {"bob"}
+    plan = retention.make_plan(retention.with_removed(config, ops.removed), {}, D("2026-07-01"))
+    status = next(s for s in plan.statuses if s.user == "eve")
+    assert status.state == "no-email" and "delete-removed eve --yes" in status.detail
+
+
+def cli(tmp_path, ops, *args):
+    config_file = tmp_path / "ops.json"
+    if not config_file.exists():
+        data = config_data(tmp_path, TOOL_USERS[1:3])  # bob, carol (extension)
+        config_file.write_text(json.dumps(data))
+    return retention.main(["--config", str(config_file), "--now", "2026-11-02", *args], ops=ops)
+
+
+def test_delete_removed_asks_for_yes_then_deletes_manifest_first(tmp_path, capsys):
+    config = make_config(tmp_path, TOOL_USERS[1:3])
+    make_homes(config, ["alice"])
+    ops = FakeOps({"alice"})
+    ops.removed = retention.removed_people(["bob", "carol"], ["alice", "bob", "carol"], PASSWD.get)
+    assert cli(tmp_path, ops, "delete-removed", "alice") == 2
+    captured = capsys.readouterr()
+    assert "would delete alice (cycle 2027)" in captured.out
+    assert "nothing was deleted -- fix: add --yes" in captured.err
+    assert (Path(config.home_root) / "alice" / "notes.txt").exists() and ops.calls == []
+    assert not Path(config.manifest_dir).exists()
+
+    assert cli(tmp_path, ops, "delete-removed", "alice", "--yes") == 0
+    assert "deleted alice (cycle 2027)" in capsys.readouterr().out
+    assert not (Path(config.home_root) / "alice").exists() and ops.deleted() == {"alice"}
+    (manifest,) = Path(config.manifest_dir).iterdir()
+    assert manifest.name.startswith("deletion-2027-20261102T")
+    state = json.loads(Path(config.retention_state).read_text())
+    assert state["cycles"]["2027"]["deleted"]["alice"]["manifest"] == str(manifest)
+    assert ops.home_checks  # the home mount was checked first
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("bob", "bob is still in the inventory (ailab_users); nothing was deleted"),
+        ("carol", "carol is still in the inventory (ailab_users), extension until 2027-08-01; nothing"),
+        ("mallory", "mallory is not a user removed from the inventory here"),
+    ],
+)
+def test_delete_removed_refuses_users_in_the_inventory_or_unknown(tmp_path, capsys, name, message):
+    ops = FakeOps({"alice", "bob", "carol"})
+    ops.removed = retention.removed_people(["bob", "carol"], ["alice", "bob", "carol"], PASSWD.get)
+    assert cli(tmp_path, ops, "delete-removed", name, "--yes") == 2
+    assert message in capsys.readouterr().err
+    assert ops.calls == []
+
+
+def test_delete_removed_refuses_without_cephfs(tmp_path):
+    config = make_config(tmp_path, TOOL_USERS[1:2])
+    ops = retention.SystemOps(passwd=PASSWD.get, mount_table=lambda: "", run=lambda *a, **k: 1 / 0)
+    with pytest.raises(ToolError, match="is not a mounted CephFS file system"):
+        retention.delete_removed(config, "alice", at("2026-11-02"), ops, yes=True)
+    assert not Path(config.retention_state).exists()

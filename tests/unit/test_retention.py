@@ -146,9 +146,13 @@ class FakeOps:
         self.calls: list[tuple[str, str]] = []
         self.fail_associations: set[str] = set()
         self.home_checks: list[str] = []
+        self.removed: list[Person] = []  # users removed from the inventory (SystemOps: accounts state)
 
     def check_home_root(self, home_root: str) -> None:
         self.home_checks.append(home_root)  # temp dirs stand in for CephFS; SystemOps is tested below
+
+    def removed_users(self, config: OpsConfig) -> list[Person]:
+        return list(self.removed)
 
     def account(self, name: str) -> dict[str, str] | None:
         return (
@@ -344,7 +348,8 @@ def test_an_extension_granted_after_the_notices_keeps_the_user(tmp_path):
     assert ops.deleted() == set()
 
 
-def test_a_user_removed_from_the_inventory_is_never_deleted_by_the_tool(tmp_path):
+def test_a_user_gone_from_the_inventory_and_the_accounts_is_only_reported(tmp_path):
+    """No account left here (FakeOps.removed empty): not a target, reported; see test_lifecycle."""
     config = make_config(tmp_path, USERS[:2])
     make_homes(config, ["alice", "bob"])
     mailer, ops = FakeMailer(), FakeOps({"alice", "bob"})
