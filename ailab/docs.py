@@ -87,7 +87,8 @@ def cluster_doc(cluster: Cluster, inventory: str) -> str:
 
 The cluster consists of a front-end node ({frontend}) and {len(cluster.compute)} GPU compute nodes with
 {gpus} GPUs in {len(cluster.node_classes)} hardware classes. User directories live on CephFS
-(`{cluster.ceph.home_root}`) and are shared by every node.
+(`{cluster.ceph.home_root}`) and are shared by every node. The yearly deletion and the maintenance \
+notices run on {cluster.operations_host or "-"}.
 
 ## Compute nodes
 

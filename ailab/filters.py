@@ -9,6 +9,10 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_render(groups, 'slurm.conf') }}         a file rendered by ailab/render.py
 {{ hostvars | ailab_home_dirs(groups, '/home', '0700') }}   one entry per inventory user
 {{ hostvars | ailab_ops_config(groups, mail_from=...) }}    /etc/ailab/ops.json of role operations
+{{ hostvars | ailab_operations_host(groups) }}              the front-end that runs the operations timers
+{{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
+{{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
+{{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
 {{ new_conf | slurm_reload_action(old_conf) }}              none, reconfigure or restart (slurmctld)
 {{ '/ceph/home' | ailab_mount_unit }}                       ceph-home.mount
 {{ 'cephfs' | ailab_ceph_caps(['/home'], ['/datasets']) }}  caps like `ceph fs authorize`
@@ -29,7 +33,8 @@ from ansible.errors import AnsibleFilterError
 
 from ailab import ansible_bridge, ceph
 from ailab.model import Cluster
-from ailab.notices import ops_config_data
+from ailab.notices import ToolError, ops_config_data
+from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
 from ailab.slurm import reload_action
 
 
@@ -48,7 +53,13 @@ def warm(hostvars, groups) -> None:
 
 
 # The filters that build the model from hostvars (what the callback looks for in a task).
-MODEL_FILTERS = ("ailab_model", "ailab_render", "ailab_home_dirs", "ailab_ops_config")
+MODEL_FILTERS = (
+    "ailab_model",
+    "ailab_render",
+    "ailab_home_dirs",
+    "ailab_ops_config",
+    "ailab_operations_host",
+)
 
 
 def uses_model(*values: Any) -> bool:
@@ -162,6 +173,34 @@ def ailab_cephfs_check_config(
     )
 
 
+def ailab_operations_host(hostvars, groups):
+    """``ailab_cluster.operations_host`` or the first front-end: the one host that runs the timers of the
+    yearly deletion and the maintenance notices and keeps their state (the deletion record)."""
+    return _cluster(hostvars, groups).operations_host
+
+
+def _split(users, record, source):
+    try:
+        return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
+    except ToolError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def ailab_live_users(users, record, source="the deletion record"):
+    """``users`` without those the deletion record (retention.json's text, '' if absent) says are deleted
+    (and not readmitted): what every role sees for the rest of the run (playbooks/preflight.yml)."""
+    return _split(users, record, source)[0]
+
+
+def ailab_deleted_listed(users, record, source="the deletion record"):
+    """The users in ``users`` that the deletion record says are deleted: name, cycle, on."""
+    return [{"name": d.name, "cycle": d.cycle, "on": d.on} for d in _split(users, record, source)[1]]
+
+
+def ailab_deleted_warning(users, record, users_file, operations_host, source="the deletion record"):
+    return deleted_listed_warning(_split(users, record, source)[1], users_file, operations_host)
+
+
 def _wrap(func):
     """A ValueError of the pure function becomes an Ansible filter error naming the filter."""
 
@@ -180,6 +219,10 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_problems": ailab_problems,
     "ailab_render": ailab_render,
     "ailab_ops_config": ailab_ops_config,
+    "ailab_operations_host": ailab_operations_host,
+    "ailab_live_users": ailab_live_users,
+    "ailab_deleted_listed": ailab_deleted_listed,
+    "ailab_deleted_warning": ailab_deleted_warning,
     "slurm_reload_action": slurm_reload_action,
     **{
         f.__name__: _wrap(f)

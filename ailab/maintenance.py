@@ -578,7 +578,7 @@ def run_remote(inventory: str, argv: Sequence[str]) -> int:
     cluster, _ = load_cluster(inventory)  # a bad inventory stops here
     if not cluster.frontends:
         raise ToolError(f"{inventory} has no host in group frontend")
-    host = cluster.frontends[0].name
+    host = cluster.operations_host  # where the notice state (who was told about which window) lives
     env = ansible_env()
     env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"})
     cmd = remote_command(str(Path(inventory).resolve()), host, argv)

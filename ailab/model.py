@@ -263,6 +263,10 @@ class Cluster:
     # inventory also Ansible's SSH key and the pinned host keys): ``ailab_secrets_dir``.
     secrets_dir: str = ""
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    # The one front-end that runs the daily operations timers (the yearly deletion and the maintenance
+    # notices) and keeps their state: ``ailab_cluster.operations_host``, default the first front-end (by
+    # name).  The tools are installed on every front-end; their timers run only here.
+    operations_host: str = ""
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))

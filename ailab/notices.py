@@ -261,6 +261,7 @@ class Person:
     full_name: str = ""
     extension_until: dt.date | None = None
     admin: bool = False
+    removed: bool = False  # no longer in the inventory: known from role accounts' state and passwd
 
     @property
     def greeting(self) -> str:
@@ -285,6 +286,9 @@ class OpsConfig:
     mail_spool: str = "/var/mail"
     catch_up_days: int = 30
     slurm: bool = True
+    # Role accounts' list of the users it manages (managed-accounts.json on this host): the users in it
+    # but not in ``users`` were removed from the inventory; their data is deleted like everyone's.
+    accounts_state: str = ""
 
     @property
     def tz(self) -> dt.tzinfo:
@@ -303,6 +307,7 @@ def ops_config_data(
     mail_spool: str = "/var/mail",
     catch_up_days: int = 30,
     slurm: bool = True,
+    accounts_state: str = "/var/lib/ailab/managed-accounts.json",
 ) -> dict[str, Any]:
     """The tools' configuration as plain JSON data, derived from the model (role retention renders it)."""
     policy = cluster.policy
@@ -328,6 +333,7 @@ def ops_config_data(
         "maintenance_state": f"{state_dir}/maintenance.json",
         "catch_up_days": catch_up_days,
         "slurm": slurm,
+        "accounts_state": accounts_state,
         "users": [
             {
                 "name": u.name,
@@ -511,6 +517,7 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
         mail_spool=f.text("mail_spool", absolute=True) or "/var/mail",
         catch_up_days=f.number("catch_up_days", 30, minimum=0),
         slurm=f.flag("slurm", True),
+        accounts_state=f.text("accounts_state", required=False, absolute=True),
     )
     if problems:
         raise ToolError(f"{source} has problems; nothing was done:\n  " + "\n  ".join(problems))

@@ -15,6 +15,7 @@ from typing import Any
 from ailab.gpus import GPU_MODELS, known_models
 from ailab.model import (
     GROUP_COMPUTE,
+    GROUP_FRONTEND,
     AccountSettings,
     CephSettings,
     Cluster,
@@ -565,7 +566,7 @@ def build_cluster(
     cvars = cluster_vars(hostvars, problems)
 
     c = Reader(cvars["ailab_cluster"], "group_vars/all", "ailab_cluster", problems)
-    c.unknown_keys(("name", "domain", "timezone", "admin_networks"))
+    c.unknown_keys(("name", "domain", "timezone", "admin_networks", "operations_host"))
     s = Reader(cvars["ailab_slurm"], "group_vars/all", "ailab_slurm", problems)
     s.unknown_keys(
         ("cluster_name", "def_mem_per_gpu_mb", "def_cpu_per_gpu", "def_mem_per_cpu_mb", "config_overrides")
@@ -655,6 +656,8 @@ def build_cluster(
         admin_networks=c.string_list("admin_networks"),
         secrets_dir=_secrets_dir(cvars["ailab_secrets_dir"], problems),
         accounts=accounts,
+        operations_host=c.string("operations_host", "", example="fe01")
+        or next((h.name for h in hosts.values() if h.in_group(GROUP_FRONTEND)), ""),
     )
     return cluster, problems
 

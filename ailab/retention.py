@@ -22,6 +22,22 @@ The operator's rules this tool implements (each is unit-tested):
 - **Only what the configuration names, only under the home root.**  Targets are users of ops.json; a home
   is ``<home_root>/<name>``; a home that is a symbolic link or not a directory, or a mount point inside a
   home, stops that user's deletion; ``shutil.rmtree`` never follows links.
+- **Only with the homes mounted.**  ``run`` and ``status`` (and every command that decides deletions)
+  first check that the home root is the mount point of a CephFS file system (``ceph`` or
+  ``fuse.ceph-fuse`` in /proc/self/mountinfo, the mount on top) and that a stat and listing of it answer
+  within 20 s (in a child process, so a hung mount refuses instead of hanging); otherwise nothing is done
+  and the exit code is 2.  Without it every home would look absent and users would lose their accounts
+  while their data stayed.
+- **Users removed from the inventory are deleted too.**  Role accounts locks a user that left
+  ``ailab_users`` and keeps their home; its state file (``accounts_state`` in ops.json, default
+  /var/lib/ailab/managed-accounts.json) lists every account it manages.  Each run reads it: a user in it
+  but not in ops.json whose locked account is still in passwd (uid, full name and e-mail from the GECOS
+  field role accounts wrote) is a target like any non-extended user: notified, then deleted in the next
+  cycle, manifest first.  Without an e-mail address they are reported (``no-email``), not deleted.
+  ``delete-removed NAME --yes`` deletes one at once (same checks and manifest; it refuses users still in
+  the inventory, and so any extension).
+- **Deleted stays deleted.**  The record of deletions in the state file is what site.yml's pre-flight
+  reads: a deleted user still in ``ailab_users`` is left out of the converge until ``readmit NAME``.
 - **Manifest first.**  The manifest (JSON lines: every path with owner and bytes, the passwd/group entries
   and Slurm associations) is written and fsynced before anything is deleted; if it cannot be written
   nothing is deleted and the run exits non-zero.
@@ -31,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -189,6 +206,17 @@ def make_plan(config: OpsConfig, state: Mapping[str, Any], today: dt.date) -> Pl
         if reason:
             plan.statuses.append(UserStatus(user.name, upcoming.year, "kept", reason))
             continue
+        if not user.email:
+            plan.statuses.append(
+                UserStatus(
+                    user.name,
+                    upcoming.year,
+                    "no-email",
+                    "removed from the inventory, no e-mail address in passwd: not notified, so not deleted "
+                    f"-- fix: ailab-retention delete-removed {user.name} --yes",
+                )
+            )
+            continue
         recorded = record.get("notices", {}).get(user.name, {})
         decision = pick_notice(upcoming.notices, recorded, today, upcoming.deletion)
         plan.superseded += [Superseded(user.name, upcoming.year, n.key) for n in decision.superseded]
@@ -294,6 +322,143 @@ def record_notice(state: dict[str, Any], year: int, user: str, key: str, status:
     _cycle(state, year)["notices"].setdefault(user, {})[key] = {"status": status, "on": on.isoformat()}
 
 
+# Users removed from the inventory --------------------------------------------------------------------
+# Role accounts locks a user that left ailab_users and keeps their home; it lists every account it manages
+# in its state file (managed-accounts.json).  Those listed there but not in ops.json are the removed users:
+# the tool reads them at every run (uid, full name and e-mail from the locked account's passwd entry, which
+# role accounts wrote from the inventory) and deletes their data in the next cycle like everyone's:
+# notices first, manifest first, the same rules.  Gone from passwd (already deleted): not a target.
+
+Passwd = Callable[[str], "tuple[int, str] | None"]  # name -> (uid, GECOS), None when there is no account
+
+
+def removed_people(listed: Sequence[str], managed: Sequence[str], passwd: Passwd) -> list[Person]:
+    """The users ``managed`` (role accounts' state) that the configuration no longer ``listed``."""
+    out = []
+    for name in sorted(set(managed) - set(listed)):
+        if not isinstance(name, str) or not USERNAME_RE.match(name):
+            continue
+        entry = passwd(name)
+        if entry is None or entry[0] < 1000:
+            continue
+        fields = entry[1].split(",")
+        email = fields[4].strip() if len(fields) > 4 and "@" in fields[4] else ""
+        out.append(Person(name, entry[0], email, full_name=fields[0].strip(), removed=True))
+    return out
+
+
+def read_managed(path: str) -> list[str]:
+    """Role accounts' state file: a JSON list of user names ([] when there is none)."""
+    if not path:
+        return []
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ToolError(
+            f"cannot read role accounts' state {path} ({exc}); nothing was done -- fix: restore it or "
+            "converge (site.yml, role accounts)"
+        ) from None
+    if not isinstance(data, list):
+        raise ToolError(f"{path} is not a JSON list of user names -- fix: converge (role accounts)")
+    return [n for n in data if isinstance(n, str)]
+
+
+def system_passwd(name: str) -> tuple[int, str] | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gecos
+
+
+def with_removed(config: OpsConfig, removed: Sequence[Person]) -> OpsConfig:
+    """The configuration with the removed users as deletion targets too."""
+    return dataclasses.replace(config, users=(*config.users, *removed))
+
+
+# The deletion record: who is deleted, for the converge ------------------------------------------------
+# A user deleted by this tool stays deleted although the inventory may still list them: the pre-flight of
+# site.yml reads this record from the operations host and leaves them out of ailab_users for the run
+# (plugins/filter/ailab.py), so no converge re-creates their account, keys, home or association.  To let a
+# deleted user back in under the same name: ``ailab-retention readmit NAME``, then converge (a new, empty
+# home).
+
+
+def parse_state_text(text: str, source: str = "retention.json") -> dict[str, Any]:
+    """The state file's text ('' when the file does not exist: nobody deleted)."""
+    if not text.strip():
+        return json.loads(json.dumps(EMPTY_STATE))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolError(
+            f"{source} is not valid JSON ({exc}) -- fix: restore it from backup on the operations host"
+        ) from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        version = data.get("version") if isinstance(data, dict) else "?"
+        raise ToolError(
+            f"{source} has an unknown format (version {version!r}) -- fix: use the ailab that wrote it"
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class Deleted:
+    name: str
+    cycle: int
+    on: str  # the day it was carried out (ISO)
+    manifest: str = ""
+
+
+def deleted_users(state: Mapping[str, Any]) -> dict[str, Deleted]:
+    """Users whose latest deletion is not followed by a readmission (``readmitted[name].cycle`` covers
+    the deletions of that cycle and earlier)."""
+    out: dict[str, Deleted] = {}
+    for year_key, record in sorted(state.get("cycles", {}).items(), key=lambda kv: int(kv[0])):
+        for name, entry in (record.get("deleted") or {}).items():
+            entry = entry if isinstance(entry, Mapping) else {}
+            out[name] = Deleted(name, int(year_key), str(entry.get("on", "")), str(entry.get("manifest", "")))
+    for name, entry in (state.get("readmitted") or {}).items():
+        if name in out and isinstance(entry, Mapping) and int(entry.get("cycle", 0)) >= out[name].cycle:
+            del out[name]
+    return out
+
+
+def split_deleted(
+    users: Sequence[Mapping[str, Any]], state: Mapping[str, Any]
+) -> tuple[list[Mapping[str, Any]], list[Deleted]]:
+    """``ailab_users`` without the users the record says are deleted, and those (in inventory order)."""
+    deleted = deleted_users(state)
+    live = [u for u in users if u.get("name") not in deleted]
+    gone = [deleted[str(u["name"])] for u in users if u.get("name") in deleted]
+    return live, gone
+
+
+def deleted_listed_warning(gone: Sequence[Deleted], users_file: str, operations_host: str) -> str:
+    who = ", ".join(f"{d.name} (deleted {d.on}, cycle {d.cycle})" for d in gone)
+    return (
+        f"WARNING: {len(gone)} user(s) in ailab_users were deleted by the yearly deletion: {who}. This run "
+        "leaves them out: their accounts stay locked and no account, SSH key, home or Slurm association is "
+        f"created for them. Fix: remove them from ailab_users in {users_file}; or, to let one back in under "
+        f"the same name, run `ailab-retention readmit NAME` on {operations_host} and converge again (a new, "
+        "empty home)."
+    )
+
+
+def readmit(state: dict[str, Any], name: str, today: dt.date) -> Deleted:
+    """Record that ``name``, deleted, may be created again by the next converge.  ToolError if not deleted."""
+    deleted = deleted_users(state).get(name)
+    if deleted is None:
+        raise ToolError(
+            f"{name} is not deleted in the record; nothing was changed -- fix: check the name "
+            "(ailab-retention status)"
+        )
+    state.setdefault("readmitted", {})[name] = {"on": today.isoformat(), "cycle": deleted.cycle}
+    return deleted
+
+
 # Homes, manifest and deletion ------------------------------------------------------------------------
 
 
@@ -386,6 +551,127 @@ def remove_home(home_root: Path, home: Path) -> None:
     shutil.rmtree(home)
 
 
+# The home file system ----------------------------------------------------------------------------------
+# Without CephFS on the home root every home looks absent: a run would delete accounts, associations and
+# mail and record the users as deleted while their data stays.  Every run that decides deletions first
+# proves the home root is a CephFS mount that answers.
+
+CEPHFS_TYPES = ("ceph", "fuse.ceph-fuse")
+PROBE_TIMEOUT = 20.0  # seconds a stat + listdir of the home root may take before the run refuses
+
+
+def _unescape_mount_path(text: str) -> str:
+    """Mount points in /proc/self/mountinfo and /proc/mounts escape space, tab, newline and backslash
+    as octal (``\\040``)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 3 < len(text) and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_type(mount_table: str, path: str) -> str | None:
+    """The file system type of the mount on top at ``path`` (exactly there, not above it), or None.
+
+    ``mount_table`` is the text of /proc/self/mountinfo (fields ``... mount-point ... - fstype source``)
+    or of /proc/mounts (``source mount-point fstype options 0 0``); later lines are mounted over earlier
+    ones, so the last entry for ``path`` wins (a directory bind-mounted over CephFS is not CephFS)."""
+    found = None
+    for line in mount_table.splitlines():
+        fields = line.split()
+        if "-" in fields[6:]:
+            sep = fields.index("-", 6)
+            if len(fields) > sep + 1 and _unescape_mount_path(fields[4]) == path:
+                found = fields[sep + 1]
+        elif len(fields) >= 3 and _unescape_mount_path(fields[1]) == path:
+            found = fields[2]
+    return found
+
+
+def systemd_mount_unit(path: str) -> str:
+    """systemd's mount unit name of ``path`` (``systemd-escape --path --suffix=mount``)."""
+    trimmed = path.strip("/")
+    if not trimmed:
+        return "-.mount"
+    out = []
+    for i, ch in enumerate(trimmed):
+        if ch == "/":
+            out.append("-")
+        elif ch.isascii() and (ch.isalnum() or ch in ":_" or (ch == "." and i > 0)):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return "".join(out) + ".mount"
+
+
+def home_root_problem(mount_table: str, home_root: str) -> str | None:
+    """Why ``home_root`` is not a CephFS mount (what the mount table shows there), or None."""
+    fstype = mount_type(mount_table, home_root)
+    if fstype is None:
+        return "nothing is mounted there"
+    if fstype not in CEPHFS_TYPES:
+        return f"the file system mounted there is {fstype}, not CephFS ({' or '.join(CEPHFS_TYPES)})"
+    return None
+
+
+def refuse_home_root(home_root: str, why: str) -> ToolError:
+    return ToolError(
+        f"home_root {home_root} is not a mounted CephFS file system that answers: {why}; nothing was done "
+        f"(without it every home would look absent) -- fix: mount CephFS there (role cephfs_client: "
+        f"systemctl start {systemd_mount_unit(home_root)}; ailab-cephfs-check repairs a hung mount), "
+        "then run again"
+    )
+
+
+def read_mount_table() -> str:
+    for path in ("/proc/self/mountinfo", "/proc/mounts"):
+        with contextlib.suppress(OSError):
+            return Path(path).read_text()
+    raise ToolError("cannot read /proc/self/mountinfo or /proc/mounts -- fix: mount /proc")
+
+
+def probe_directory(path: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when a stat and a listing of ``path`` answer within ``timeout`` seconds, else why not.
+
+    They run in a child process: a stat on a hung CephFS client can sleep uninterruptibly, and a child
+    left behind (it ends when the mount answers or is aborted) does not keep this run from refusing."""
+    code = "import os, sys; os.stat(sys.argv[1]); os.listdir(sys.argv[1])"
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", code, path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return f"cannot start the probe ({exc})"
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()  # no wait(): a child stuck in the mount ends when the mount answers
+        return f"a stat and listing of it did not answer within {timeout:.0f}s (hung mount?)"
+    if child.returncode != 0:
+        lines = (err or "").strip().splitlines()
+        return f"a stat and listing of it failed: {lines[-1] if lines else f'exit {child.returncode}'}"
+    return None
+
+
+def check_home_root(
+    home_root: str,
+    mount_table: Callable[[], str] = read_mount_table,
+    probe: Callable[[str], str | None] = probe_directory,
+) -> None:
+    """Raise ToolError (nothing done yet) unless ``home_root`` is a CephFS mount point that answers."""
+    why = home_root_problem(mount_table(), home_root) or probe(home_root)
+    if why:
+        raise refuse_home_root(home_root, why)
+
+
 class Manifest:
     """JSON lines, written to a temporary file and only renamed into place once complete and fsynced."""
 
@@ -424,8 +710,10 @@ class Manifest:
 
 
 class Ops(Protocol):
-    """What deletion needs from the system besides files (Unix accounts, Slurm)."""
+    """What deletion needs from the system besides files (Unix accounts, Slurm, the home mount)."""
 
+    def check_home_root(self, home_root: str) -> None: ...
+    def removed_users(self, config: OpsConfig) -> list[Person]: ...
     def account(self, name: str) -> dict[str, str] | None: ...
     def stop(self, user: Person) -> None: ...
     def associations(self, user: Person) -> list[str]: ...
@@ -439,10 +727,30 @@ Runner = Callable[..., subprocess.CompletedProcess]
 class SystemOps:
     """The real thing on the front-end: usermod/userdel, pkill, scancel/squeue, sacctmgr."""
 
-    def __init__(self, slurm: bool = True, job_wait: float = 120, run: Runner = subprocess.run):
+    def __init__(
+        self,
+        slurm: bool = True,
+        job_wait: float = 120,
+        run: Runner = subprocess.run,
+        mount_table: Callable[[], str] = read_mount_table,
+        probe: Callable[[str], str | None] = probe_directory,
+        passwd: Passwd = system_passwd,
+    ):
+        self._passwd = passwd
         self.slurm = slurm
         self.job_wait = job_wait
         self._run_fn = run
+        self._mount_table = mount_table
+        self._probe = probe
+
+    def check_home_root(self, home_root: str) -> None:
+        """The home root is a CephFS mount point and answers; ToolError (nothing done) otherwise."""
+        check_home_root(home_root, self._mount_table, self._probe)
+
+    def removed_users(self, config: OpsConfig) -> list[Person]:
+        """Users role accounts manages here that ops.json no longer lists (locked, homes kept)."""
+        managed = read_managed(config.accounts_state)
+        return removed_people([u.name for u in config.users], managed, self._passwd)
 
     def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
         try:
@@ -670,6 +978,8 @@ def run(
 ) -> int:
     """One daily run: send due notices, carry out due deletions.  Returns the exit code."""
     out = out or sys.stdout
+    ops.check_home_root(config.home_root)  # before anything: without the homes every one looks absent
+    config = with_removed(config, ops.removed_users(config))
     store = StateFile(config.retention_state, EMPTY_STATE)
     today = now.date()
     failures = 0
@@ -705,6 +1015,45 @@ def run(
     return 1 if failures else 0
 
 
+def delete_removed(
+    config: OpsConfig, name: str, now: dt.datetime, ops: Ops, *, yes: bool, out: IO[str] | None = None
+) -> int:
+    """Delete one removed user's data now (``delete-removed NAME --yes``): the same checks, stop and
+    manifest as the yearly deletion, recorded in the cycle of the next deletion.  Without ``yes`` it only
+    shows what it would delete.  Refuses users still in the inventory (and so any extension)."""
+    out = out or sys.stdout
+    ops.check_home_root(config.home_root)
+    listed = config.user(name)
+    if listed is not None:
+        far = dt.date(9999, 12, 31)
+        why = kept_reason(listed, far) or (
+            f"extension until {listed.extension_until}" if listed.extension_until else None
+        )
+        raise ToolError(
+            f"{name} is still in the inventory (ailab_users){f', {why}' if why else ''}; nothing was deleted "
+            "-- fix: users in the inventory are deleted by the yearly deletion; to delete this one now, "
+            "remove them from ailab_users, converge (role accounts locks them), then run this again"
+        )
+    person = next((p for p in ops.removed_users(config) if p.name == name), None)
+    if person is None:
+        raise ToolError(
+            f"{name} is not a user removed from the inventory here (no account that role accounts manages "
+            f"in {config.accounts_state or '(accounts_state not set)'} and no longer lists); nothing was "
+            "deleted "
+            "-- fix: check the name (getent passwd; ailab-retention status)"
+        )
+    today = now.date()
+    due = DeletionDue(person, cycle_year(config.deletion, today), today)
+    store = StateFile(config.retention_state, EMPTY_STATE)
+    with store.locked():
+        state = store.load()
+        failures = delete_users(config, state, store, [due], ops, now, dry_run=not yes, out=out)
+    if not yes:
+        print(f"error: nothing was deleted -- fix: add --yes to delete {name}'s data now", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
 def format_status(plan: Plan) -> str:
     lines = [f"today {plan.today}; next deletion {plan.schedule.deletion} (cycle {plan.schedule.year})"]
     for s in plan.sends:
@@ -716,7 +1065,9 @@ def format_status(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
+    """The command.  ``ops`` is for tests only; the installed command always uses :class:`SystemOps`,
+    which refuses unless the home root is a CephFS mount that answers."""
     parser = argparse.ArgumentParser(prog="ailab-retention", description="Yearly data deletion (rule 1).")
     parser.add_argument("--config", default=os.environ.get("AILAB_OPS_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("--now", help="a fixed clock, YYYY-MM-DD (tests); also AILAB_NOW")
@@ -726,6 +1077,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="what each user is due")
     run_p = sub.add_parser("run", help="send due notices, carry out due deletions (the daily timer)")
     run_p.add_argument("--dry-run", action="store_true", help="print what would happen; change nothing")
+    readmit_p = sub.add_parser(
+        "readmit", help="let a deleted user back in: the next converge creates them again (empty home)"
+    )
+    readmit_p.add_argument("name")
+    removed_p = sub.add_parser(
+        "delete-removed",
+        help="delete the data of a user removed from the inventory now (manifest first; --yes to do it)",
+    )
+    removed_p.add_argument("name")
+    removed_p.add_argument("--yes", action="store_true", help="really delete (without: show what would go)")
     args = parser.parse_args(argv)
     try:
         config = load_ops_config(args.config)
@@ -736,13 +1097,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ToolError(f"--year {year} is not a year -- fix: e.g. --year 2027")
             sys.stdout.write(format_schedule(schedule_for(config.deletion, year), config.cluster))
             return 0
+        if args.cmd == "readmit":
+            store = StateFile(config.retention_state, EMPTY_STATE)
+            with store.locked():
+                state = store.load()
+                gone = readmit(state, args.name, now.date())
+                store.save(state)
+            print(
+                f"readmitted {gone.name} (deleted {gone.on}, cycle {gone.cycle}; the manifest stays): "
+                "the next converge creates the account, an empty home and the Slurm association again while "
+                "ailab_users lists them"
+            )
+            return 0
+        ops = ops or SystemOps(slurm=config.slurm)
         if args.cmd == "status":
+            ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
+            config = with_removed(config, ops.removed_users(config))
             state = StateFile(config.retention_state, EMPTY_STATE).load()
             sys.stdout.write(format_status(make_plan(config, state, now.date())))
             return 0
-        return run(
-            config, now, Sendmail(config.sendmail), SystemOps(slurm=config.slurm), dry_run=args.dry_run
-        )
+        if args.cmd == "delete-removed":
+            return delete_removed(config, args.name, now, ops, yes=args.yes)
+        return run(config, now, Sendmail(config.sendmail), ops, dry_run=args.dry_run)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

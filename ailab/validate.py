@@ -120,6 +120,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_slurm,
         check_admin_access,
         check_cluster,
+        check_operations_host,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1223,6 +1224,25 @@ def check_cluster(cluster: Cluster) -> list[Problem]:
             )
         )
     return out
+
+
+def check_operations_host(cluster: Cluster) -> list[Problem]:
+    """The daily operations timers (yearly deletion, maintenance notices) run on exactly one front-end."""
+    frontends = [h.name for h in cluster.frontends]
+    if not frontends or cluster.operations_host in frontends:
+        return []  # no front-end at all: check_groups says so
+    name = cluster.operations_host
+    what = "is not in the inventory" if name not in cluster.hosts else "is not a front-end"
+    return [
+        Problem(
+            "group_vars/all",
+            "ailab_cluster.operations_host",
+            f"{name!r} {what}: the yearly deletion and the maintenance notices run on a front-end (they "
+            "need the homes, Slurm's client commands and the mail transport)",
+            f"set operations_host to one of the hosts in group frontend ({', '.join(frontends)}), or drop "
+            f"it for the first one ({frontends[0]})",
+        )
+    ]
 
 
 def check_slurm(cluster: Cluster) -> list[Problem]:

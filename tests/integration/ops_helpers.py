@@ -101,6 +101,9 @@ def tool_run(sim, node: str, change: Callable[[dict[str, Any]], None] | None = N
     data["retention_state"] = f"{directory}/retention.json"
     data["maintenance_state"] = f"{directory}/maintenance.json"
     data["manifest_dir"] = f"{directory}/manifests"
+    # A test config lists only its own users: with the real accounts state every inventory user would look
+    # removed from the inventory and become a deletion target.  An absent file: nobody removed.
+    data["accounts_state"] = f"{directory}/managed-accounts.json"
     if change:
         change(data)
     sim.exec(node, f"mkdir -p {directory} && cat > {directory}/ops.json", input=json.dumps(data, indent=2))

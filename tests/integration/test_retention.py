@@ -242,3 +242,121 @@ def test_no_manifest_means_no_deletion(sim, fe, throwaway):
         assert state["cycles"]["2026"]["deleted"] == {}
     finally:
         run.cleanup()
+
+
+def _state(sim, fe, run) -> str:
+    return sim.exec(fe, f"cat {shlex.quote(run.directory)}/retention.json").stdout
+
+
+def test_without_cephfs_on_the_home_root_the_deletion_refuses(sim, fe, throwaway):
+    """Hardening, rule 1: with an empty directory mounted over the home root (CephFS gone: every home
+    looks absent) the deletion, its dry run and status refuse, naming the path and the fix, and change
+    nothing: no account, association, mail or record goes.  With the mount back the same run deletes."""
+    home_root = sim.cluster.ceph.home_root
+
+    def use_throwaway(data):
+        data["users"] = throwaway["users"]
+
+    run = tool_run(sim, fe, use_throwaway)
+    empty = f"{run.directory}/empty-home-root"
+    try:
+        run.run("ailab-retention", "run", now="2026-07-30")
+        assert run.tags("rtgone", 1) == ["retention 2026 2 days"]
+        before = _state(sim, fe, run)
+        assert sim.exec(fe, f"findmnt -n -o FSTYPE {home_root}").stdout.split()[-1] == "fuse.ceph-fuse"
+        sim.exec(fe, f"mkdir -p {empty} && mount --bind {empty} {home_root}")
+        try:
+            assert sim.exec(fe, f"ls -A {home_root}").stdout.strip() == ""  # every home looks absent
+            for args in (("run",), ("run", "--dry-run"), ("status",)):
+                result = run.run("ailab-retention", *args, now="2026-08-01", check=False)
+                assert result.returncode == 2, (args, result)
+                assert f"home_root {home_root} is not a mounted CephFS file system" in result.stderr, args
+                assert "not CephFS" in result.stderr and "nothing was done" in result.stderr, args
+                assert "systemctl start ceph-home.mount" in result.stderr, args
+                assert "deleted" not in result.stdout and "would delete" not in result.stdout, args
+        finally:
+            sim.exec(fe, f"umount {home_root}")
+        assert sim.exec(fe, f"findmnt -n -o FSTYPE {home_root}").stdout.split()[-1] == "fuse.ceph-fuse"
+        assert _state(sim, fe, run) == before
+        for name in ("rtgone", "rtedge"):
+            assert sim.exec(fe, f"test -f {home_root}/{name}/data/w.bin").returncode == 0, name
+            assert sim.exec(fe, f"getent passwd {name}").returncode == 0, name
+            assert _assoc(sim, name).strip() == name, name
+            assert sim.exec(fe, f"test -s /var/mail/{name}").returncode == 0, name
+        assert sim.exec(fe, f"ls {run.directory}/manifests 2>/dev/null | wc -l").stdout.strip() == "0"
+
+        result = run.run("ailab-retention", "run", now="2026-08-01")  # the mount is back: it deletes
+        assert "deleted rtgone" in result.stdout and "deleted rtedge" in result.stdout, result
+    finally:
+        # Whatever failed above: the CephFS mount is the one on top of the home root again.
+        top = f"findmnt -n -o FSTYPE {home_root} | tail -n 1"
+        sim.exec(fe, f'[ "$({top})" = fuse.ceph-fuse ] || umount {home_root}', check=False)
+        run.cleanup()
+
+
+def _passwd_field(sim, node: str, user: str, database: str, field: int) -> str | None:
+    """Field ``field`` (1-based) of ``user``'s getent ``database`` entry on ``node``; None: no entry."""
+    out = sim.exec(node, f"getent {database} {user}", check=False)
+    return out.stdout.strip().split(":")[field - 1] if out.returncode == 0 else None
+
+
+@pytest.mark.lifecycle
+def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, converge):
+    """Hardening, rule 1: the deletion sticks.  A user the yearly deletion removed (here student2, deleted
+    through the real deletion record on the operations host) but still listed in ailab_users gets no
+    account, key, home or association from the next converge, stays locked where an account is left, and
+    the converge warns naming them; `ailab-retention readmit` lets them back in.  The record is restored."""
+    from tests.integration.conftest import explain
+
+    user = "student2"
+    spec = sim.cluster.users[user]
+    assert not spec.admin and spec.extension_until is None, "the test needs a plain student"
+    assert sim.cluster.operations_host == fe
+    home = f"{sim.cluster.ceph.home_root}/{user}"
+    compute = sim.cluster.compute[0].name
+    record = "/var/lib/ailab/retention.json"  # what the pre-flight reads (operations_state_dir)
+    backup = f"{record}.test-backup"
+    had_record = sim.exec(fe, f"test -e {record}", check=False).returncode == 0
+    if had_record:
+        sim.exec(fe, f"cp -a {record} {backup}")
+
+    def only_this_user_on_the_real_record(data):
+        data["users"] = [u for u in data["users"] if u["name"] == user]
+        data["retention_state"] = record
+
+    run = tool_run(sim, fe, only_this_user_on_the_real_record)
+    try:
+        run.run("ailab-retention", "run", now="2026-07-30")
+        result = run.run("ailab-retention", "run", now="2026-08-01")
+        assert f"deleted {user} (cycle 2026)" in result.stdout, result
+        assert _passwd_field(sim, fe, user, "passwd", 1) is None
+        assert sim.exec(fe, f"test -e {home}", check=False).returncode == 1
+
+        after = converge()
+        assert after.ok, f"converge after the deletion failed:\n{explain(after)}"
+        text = " ".join(after.output.split())
+        assert "WARNING: 1 user(s) in ailab_users were deleted by the yearly deletion: student2" in text
+        assert text.count("WARNING: 1 user(s) in ailab_users were deleted") == 1
+        assert f"ailab-retention readmit NAME` on {fe}" in text
+        assert _passwd_field(sim, fe, user, "passwd", 1) is None  # no account on the front-end again
+        assert sim.exec(fe, f"test -e {home}", check=False).returncode == 1  # no new (empty) home
+        assert _assoc(sim, user).strip() == ""  # no Slurm association
+        assert _passwd_field(sim, compute, user, "shadow", 8) == "1"  # locked where the account is left
+        assert _passwd_field(sim, compute, user, "passwd", 7) == "/usr/sbin/nologin"
+        assert sim.exec(compute, f"test -e /etc/ssh/authorized_keys/{user}", check=False).returncode == 1
+
+        readmitted = run.run("ailab-retention", "readmit", user)
+        assert f"readmitted {user} (deleted 2026-08-01, cycle 2026" in readmitted.stdout
+        back = converge()
+        assert back.ok, f"converge after the readmission failed:\n{explain(back)}"
+        assert "were deleted by the yearly deletion" not in back.output
+        assert _passwd_field(sim, fe, user, "passwd", 3) == str(spec.uid)
+        assert sim.exec(fe, f"test -d {home}").returncode == 0
+        assert _assoc(sim, user).strip() == user
+        assert _passwd_field(sim, compute, user, "shadow", 8) == ""
+    finally:
+        restore = f"mv -f {backup} {record}" if had_record else f"rm -f {record}"
+        sim.exec(fe, restore, check=False)
+        run.cleanup()
+        if _passwd_field(sim, fe, user, "passwd", 1) is None or _assoc(sim, user).strip() != user:
+            assert converge().ok, "the converge that restores student2 failed"

@@ -145,6 +145,14 @@ class FakeOps:
         self.accounts = set(accounts)
         self.calls: list[tuple[str, str]] = []
         self.fail_associations: set[str] = set()
+        self.home_checks: list[str] = []
+        self.removed: list[Person] = []  # users removed from the inventory (SystemOps: accounts state)
+
+    def check_home_root(self, home_root: str) -> None:
+        self.home_checks.append(home_root)  # temp dirs stand in for CephFS; SystemOps is tested below
+
+    def removed_users(self, config: OpsConfig) -> list[Person]:
+        return list(self.removed)
 
     def account(self, name: str) -> dict[str, str] | None:
         return (
@@ -340,7 +348,8 @@ def test_an_extension_granted_after_the_notices_keeps_the_user(tmp_path):
     assert ops.deleted() == set()
 
 
-def test_a_user_removed_from_the_inventory_is_never_deleted_by_the_tool(tmp_path):
+def test_a_user_gone_from_the_inventory_and_the_accounts_is_only_reported(tmp_path):
+    """No account left here (FakeOps.removed empty): not a target, reported; see test_lifecycle."""
     config = make_config(tmp_path, USERS[:2])
     make_homes(config, ["alice", "bob"])
     mailer, ops = FakeMailer(), FakeOps({"alice", "bob"})
@@ -493,6 +502,121 @@ def test_a_home_root_that_is_not_mounted_stops_everything(tmp_path):
     assert ops.calls == []
 
 
+# The home file system must be CephFS and answer -----------------------------------------------------
+
+MOUNTINFO = """\
+22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/l
+25 22 0:23 / /proc rw,nosuid shared:12 - proc proc rw
+61 22 0:52 / /ceph/home rw,nosuid,nodev,relatime shared:30 - fuse.ceph-fuse ceph-fuse rw,user_id=0
+62 22 0:53 / /ceph/datasets ro,relatime shared:31 - ceph 10.213.0.12:6789:/datasets ro,name=fe01
+63 22 0:54 / /srv/with\\040space rw - ceph 10.0.0.1:/x rw
+"""
+PROC_MOUNTS = """\
+overlay / overlay rw,relatime 0 0
+ceph-fuse /ceph/home fuse.ceph-fuse rw,nosuid,nodev,relatime,user_id=0 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("table", "path", "fstype"),
+    [
+        (MOUNTINFO, "/ceph/home", "fuse.ceph-fuse"),
+        (MOUNTINFO, "/ceph/datasets", "ceph"),
+        (MOUNTINFO, "/srv/with space", "ceph"),  # octal escapes in mount points
+        (MOUNTINFO, "/ceph", None),  # not a mount point: nothing is mounted exactly there
+        (MOUNTINFO, "/ceph/home/alice", None),  # below a mount is not a mount point
+        (MOUNTINFO, "/", "overlay"),
+        (PROC_MOUNTS, "/ceph/home", "fuse.ceph-fuse"),
+        (PROC_MOUNTS, "/ceph/datasets", None),
+        ("", "/ceph/home", None),
+        # An empty directory bind-mounted over the CephFS home root: the mount on top wins.
+        (MOUNTINFO + "70 61 0:21 /empty /ceph/home rw - overlay overlay rw\n", "/ceph/home", "overlay"),
+        (PROC_MOUNTS + "/dev/sda1 /ceph/home ext4 rw 0 0\n", "/ceph/home", "ext4"),
+    ],
+)
+def test_mount_type_reads_the_mount_on_top_exactly_at_the_path(table, path, fstype):
+    assert retention.mount_type(table, path) == fstype
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        (MOUNTINFO, None),
+        (PROC_MOUNTS, None),
+        ("22 1 0:21 / / rw - overlay overlay rw\n", "nothing is mounted there"),
+        (
+            MOUNTINFO + "70 61 8:1 /srv/empty /ceph/home rw - ext4 /dev/sda1 rw\n",
+            "the file system mounted there is ext4, not CephFS (ceph or fuse.ceph-fuse)",
+        ),
+    ],
+)
+def test_home_root_problem(table, problem):
+    assert retention.home_root_problem(table, "/ceph/home") == problem
+
+
+@pytest.mark.parametrize(
+    ("path", "unit"),
+    [("/ceph/home", "ceph-home.mount"), ("/home/", "home.mount"), ("/srv/a b", "srv-a\\x20b.mount")],
+)
+def test_systemd_mount_unit(path, unit):
+    assert retention.systemd_mount_unit(path) == unit
+
+
+def test_the_probe_answers_for_a_directory_and_refuses_when_it_is_slow_or_fails(tmp_path):
+    assert retention.probe_directory(str(tmp_path)) is None
+    gone = retention.probe_directory(str(tmp_path / "missing"))
+    assert gone is not None and "failed" in gone and "FileNotFoundError" in gone
+    # A child that cannot answer in time (here: it cannot even start in 1 ms) is a hung mount.
+    slow = retention.probe_directory(str(tmp_path), timeout=0.001)
+    assert slow == "a stat and listing of it did not answer within 0s (hung mount?)"
+
+
+def test_without_the_cephfs_mount_a_run_changes_nothing(tmp_path):
+    """CephFS not mounted: every home looks absent.  The run refuses before it sends, locks or records
+    anything (the hole: it deleted accounts, associations and mail and recorded the users as deleted)."""
+    config = make_config(tmp_path, USERS[:2])
+    notified(config, ["alice", "bob"])
+    before = Path(config.retention_state).read_text()
+    commands: list[list[str]] = []
+
+    def no_command(argv, **kwargs):
+        commands.append(argv)
+        raise AssertionError(f"ran {argv}")
+
+    ops = retention.SystemOps(run=no_command, mount_table=lambda: "22 1 0:21 / / rw - overlay o rw\n")
+    mailer = FakeMailer()
+    for dry_run in (True, False):
+        with pytest.raises(ToolError) as info:
+            retention.run(config, at("2026-08-01"), mailer, ops, dry_run=dry_run, out=io.StringIO())
+        message = str(info.value)
+        assert f"home_root {config.home_root} is not a mounted CephFS file system" in message
+        assert "nothing is mounted there; nothing was done" in message
+        assert "systemctl start" in message and info.value.exit_code == 2
+    assert commands == [] and mailer.sent == []
+    assert Path(config.retention_state).read_text() == before
+    assert not Path(config.manifest_dir).exists()
+
+
+def test_a_hung_home_mount_refuses_the_run(tmp_path):
+    config = make_config(tmp_path, USERS[:1])
+    make_homes(config, ["alice"])
+    notified(config, ["alice"])
+    table = f"61 22 0:52 / {config.home_root} rw - fuse.ceph-fuse ceph-fuse rw\n"
+    ops = retention.SystemOps(mount_table=lambda: table, probe=lambda path: "did not answer within 20s")
+    with pytest.raises(ToolError, match="that answers: did not answer within 20s; nothing was done"):
+        retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
+    assert (Path(config.home_root) / "alice" / "notes.txt").exists()
+
+
+def test_a_cephfs_home_root_that_answers_passes_the_check(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    table = f"61 22 0:52 / {home} rw - ceph 10.0.0.1:6789:/home rw\n"
+    retention.check_home_root(str(home), lambda: table)  # the real probe: a stat and listing of it
+    with pytest.raises(ToolError, match="not CephFS"):
+        retention.check_home_root(str(home), lambda: f"61 22 0:52 / {home} rw - tmpfs tmpfs rw\n")
+
+
 def test_a_failed_step_is_retried_on_the_next_run(tmp_path):
     config = make_config(tmp_path, USERS[:2])
     make_homes(config, ["alice", "bob"])
@@ -619,12 +743,27 @@ def test_deployed_tool_cli_schedule_and_status(tmp_path):
     out = subprocess.run([*cmd, "--now", "2026-08-02", "schedule"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Yearly deletion 2027 on testlab: Sunday 2027-08-01")
+    # The real command checks the home mount: a temp dir is no CephFS, so status refuses.
     out = subprocess.run([*cmd, "--now", "2026-07-19", "status"], capture_output=True, text=True, env=env)
-    assert "alice            notice due: '14 days' (deletion on 2026-08-01)" in out.stdout
-    assert "carol            kept: extension until 2027-08-01" in out.stdout
-    assert "root2            kept: admin (staff) account" in out.stdout
+    home = tmp_path / "home"
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"error: home_root {home} is not a mounted CephFS file system that answers" in out.stderr
+    assert "nothing is mounted there; nothing was done" in out.stderr
+    assert "fix: mount CephFS there (role cephfs_client: systemctl start " in out.stderr
     out = subprocess.run([*cmd, "--now", "19 July", "status"], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "'19 July' is not a date -- fix: write YYYY-MM-DD" in out.stderr
+
+
+def test_status_lists_what_each_user_is_due(tmp_path, capsys):
+    config_file = tmp_path / "ops.json"
+    config_file.write_text(json.dumps(config_data(tmp_path)))
+    ops = FakeOps(set())
+    assert retention.main(["--config", str(config_file), "--now", "2026-07-19", "status"], ops=ops) == 0
+    out = capsys.readouterr().out
+    assert "alice            notice due: '14 days' (deletion on 2026-08-01)" in out
+    assert "carol            kept: extension until 2027-08-01" in out
+    assert "root2            kept: admin (staff) account" in out
+    assert ops.home_checks == [str(tmp_path / "home")]
 
 
 def test_ailab_retention_schedule_from_the_inventory():
