@@ -11,18 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.slurm_helpers import TERMINAL, submit, submitted, wait_for
+from tests.integration.slurm_helpers import TERMINAL, job_output, submit, submitted, wait_for
+from tests.integration.test_frontend import KEYS, SSH_OPTS
 
 pytestmark = pytest.mark.usefixtures("cancel_leftover_jobs")
-
-KEYS = Path(__file__).resolve().parents[2] / "simulator" / "keys"
-SSH_OPTS = [
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "BatchMode=yes",
-    "-o", "ConnectTimeout=10",
-    "-o", "IdentitiesOnly=yes",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def keydir(tmp_path_factory) -> Path:
 
 def login(key: Path, user: str, address: str, command: str = "hostname") -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["ssh", *SSH_OPTS, "-i", str(key), f"{user}@{address}", command],
+        ["ssh", *SSH_OPTS, "-o", "IdentitiesOnly=yes", "-i", str(key), f"{user}@{address}", command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -160,16 +152,19 @@ def ended(sim, ctl: str, job: str) -> bool:
     return bool(state) and state[0] in TERMINAL
 
 
+def job_on(sim, fe: str, user: str, node: str, script: str) -> str:
+    return submitted(
+        submit(sim, fe, user, f"--gres=gpu:1 --time=00:05:00 -w {node}", script, output="ailab-access")
+    )
+
+
 def test_a_jobs_tmp_is_private_and_removed_when_it_ends(sim, fe, ctl):
     """job_container/tmpfs: the job writes /tmp/secret; another student's job on the same node, running at the
     same time, does not see it; the node's own /tmp does not either; after the job nothing is left."""
     node = sim.cluster.compute[0].name
-    writer = submitted(
-        submit(
-            sim, fe, "student1", f"--gres=gpu:1 --time=00:05:00 -w {node}",
-            "#!/bin/bash\necho secret > /tmp/secret; echo x > /dev/shm/secret; ls -la /tmp; sleep 60\n",
-            output="ailab-access",
-        )
+    writer = job_on(
+        sim, fe, "student1", node,
+        "#!/bin/bash\necho secret > /tmp/secret; echo x > /dev/shm/secret; ls -la /tmp; sleep 60\n",
     )  # fmt: skip
     try:
         wait_for(
@@ -177,17 +172,13 @@ def test_a_jobs_tmp_is_private_and_removed_when_it_ends(sim, fe, ctl):
             lambda: sim.exec(ctl, f"squeue -h -j {writer} -o %T", check=False).stdout.strip() == "RUNNING",
             120,
         )
-        out = f"cat ~/.ailab-test/ailab-access-{writer}.out"
-        wait_for("its file", lambda: "secret" in sim.exec(fe, out, user="student1", check=False).stdout, 60)
-        reader = submitted(
-            submit(
-                sim, fe, "student2", f"--gres=gpu:1 --time=00:05:00 -w {node}",
-                "#!/bin/bash\nls -A /tmp /dev/shm; cat /tmp/secret /dev/shm/secret 2>&1; true\n",
-                output="ailab-access",
-            )
+        wait_for("its file", lambda: "secret" in job_output(sim, fe, "student1", writer, "ailab-access"), 60)
+        reader = job_on(
+            sim, fe, "student2", node,
+            "#!/bin/bash\nls -A /tmp /dev/shm; cat /tmp/secret /dev/shm/secret 2>&1; true\n",
         )  # fmt: skip
         wait_for("the reading job to end", lambda: ended(sim, ctl, reader), 120)
-        seen = sim.exec(fe, f"cat ~/.ailab-test/ailab-access-{reader}.out", user="student2").stdout
+        seen = job_output(sim, fe, "student2", reader, "ailab-access")
         assert "No such file or directory" in seen and "secret\n" not in seen.replace("/tmp/secret", ""), seen
         host_tmp = sim.exec(node, "find /tmp /dev/shm -name secret", check=False).stdout
         assert host_tmp.strip() == "", host_tmp
