@@ -44,12 +44,9 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ("slurm_controller: reload (slurm.conf)", "slurm_controller", [("ailab_render", ("slurm.conf",), {})]),
     ("slurm_controller: accounting", "slurm_controller", [("ailab_render", ("slurm-accounting.json",), {})]),
     (
-        "slurm_compute: slurm/gres/cgroup/job_container.conf",
+        "slurm_compute: slurm/gres/cgroup.conf",
         "compute",
-        [
-            ("ailab_render", (name, HOST), {})
-            for name in ("slurm.conf", "gres.conf", "cgroup.conf", "job_container.conf")
-        ],
+        [("ailab_render", (name, HOST), {}) for name in ("slurm.conf", "gres.conf", "cgroup.conf")],
     ),
     ("sshd: shosts.equiv", "all", [("ailab_render", ("shosts.equiv",), {})]),
     ("slurm_compute: gpu-health.json", "compute", [("ailab_render", ("gpu-health.json", HOST), {})]),

@@ -21,7 +21,6 @@ RENDERERS: dict[str, str] = {
     "slurm.conf": "ailab.slurm:render_slurm_conf",
     "gres.conf": "ailab.slurm:render_gres_conf",
     "cgroup.conf": "ailab.slurm:render_cgroup_conf",
-    "job_container.conf": "ailab.slurm:render_job_container_conf",
     "slurmdbd.conf": "ailab.slurm:render_slurmdbd_conf",
     "job_submit.lua": "ailab.slurm:render_job_submit_lua",
     "gpu-health.json": "ailab.slurm:render_gpu_health_json",

@@ -25,7 +25,6 @@ CONF_DIR = "/etc/slurm"
 STATE_SAVE_LOCATION = "/var/lib/slurm/slurmctld"
 SLURMD_SPOOL_DIR = "/var/lib/slurm/slurmd"
 LOG_DIR = "/var/log/slurm"
-JOB_CONTAINER_BASE = "/var/lib/slurm/job_container"  # node-local: each job's private /tmp and /dev/shm
 SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
 SLURMDBD_PORT = 6819
@@ -246,9 +245,6 @@ def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
         "# Every job gets an 'extern' step at allocation time: pam_slurm_adopt (role compute_login) adopts a",
         "# user's SSH session on a compute node into it, so the session is confined and ends with the job.",
         "PrologFlags=Contain",
-        "# Each job gets a private /tmp and /dev/shm (job_container.conf), removed when the job ends: no",
-        "# student reads another's temporary files, and nothing a job leaves there outlives it.",
-        "JobContainerType=job_container/tmpfs",
         "",
         "# Scheduling: GPUs, cores and memory are consumable; a node is shared by jobs.",
         "SchedulerType=sched/backfill",
@@ -330,12 +326,6 @@ def render_cgroup_conf(cluster: Cluster, host: str | None = None) -> str:
         + "ConstrainDevices=yes\n"
         + "ConstrainRAMSpace=yes\n"
     )
-
-
-def render_job_container_conf(cluster: Cluster, host: str | None = None) -> str:
-    """job_container.conf: the node-local directory under which job_container/tmpfs keeps each job's
-    private /tmp and /dev/shm (slurmd creates it: AutoBasePath)."""
-    return HEADER.format(what="job_container.conf") + f"AutoBasePath=true\nBasePath={JOB_CONTAINER_BASE}\n"
 
 
 def render_slurmdbd_conf(cluster: Cluster, host: str | None = None) -> str:

@@ -26,8 +26,8 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, interval: f
 
 
 def submit(sim, fe: str, user: str, options: str, script: str, output: str = "ailab-test"):
-    """sbatch as ``user`` on the front-end (output to ~/.ailab-test/<output>-<job>.out in the shared home:
-    a job's /tmp is private and removed when it ends, job_container/tmpfs; read it with job_output); the
+    """sbatch as ``user`` on the front-end (output to ~/.ailab-test/<output>-<job>.out in the shared home,
+    read on the front-end with job_output); the
     CompletedProcess (stdout: the job id with --parsable)."""
     return sim.exec(
         fe,

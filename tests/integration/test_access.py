@@ -1,7 +1,7 @@
 """Issue 14, "who may log in where": real SSH logins and mail submissions on the simulator, as a student
 would try them.  Students log in to the front-end, and to a compute node only while their job runs there;
 the service hosts (controller, storage) admit operators alone; only the keys of the inventory open an
-account; students cannot send mail from the cluster; a job's /tmp is its own."""
+account; students cannot send mail from the cluster."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.slurm_helpers import TERMINAL, job_output, submit, submitted, wait_for
 from tests.integration.test_frontend import KEYS, SSH_OPTS
-
-pytestmark = pytest.mark.usefixtures("cancel_leftover_jobs")
 
 
 @pytest.fixture(scope="module")
@@ -144,55 +141,3 @@ def test_students_cannot_send_or_forge_mail(sim):
         fe, "/usr/sbin/sendmail -t -oi", input="To: root\nSubject: access test\n\nok\n", check=False
     )
     assert ok.returncode == 0, ok
-
-
-def ended(sim, ctl: str, job: str) -> bool:
-    """sacct's state word ("CANCELLED by 0" counts as CANCELLED)."""
-    state = sim.exec(ctl, f"sacct -n -X -P -j {job} -o State", check=False).stdout.split()
-    return bool(state) and state[0] in TERMINAL
-
-
-def job_on(sim, fe: str, user: str, node: str, script: str) -> str:
-    return submitted(
-        submit(sim, fe, user, f"--gres=gpu:1 --time=00:05:00 -w {node}", script, output="ailab-access")
-    )
-
-
-def test_a_jobs_tmp_is_private_and_removed_when_it_ends(sim, fe, ctl):
-    """job_container/tmpfs: the job writes /tmp/secret; another student's job on the same node, running at the
-    same time, does not see it; the node's own /tmp does not either; after the job nothing is left."""
-    node = sim.cluster.compute[0].name
-    writer = job_on(
-        sim, fe, "student1", node,
-        "#!/bin/bash\necho secret > /tmp/secret; echo x > /dev/shm/secret; ls -la /tmp; sleep 60\n",
-    )  # fmt: skip
-    try:
-        wait_for(
-            "the writing job to run",
-            lambda: sim.exec(ctl, f"squeue -h -j {writer} -o %T", check=False).stdout.strip() == "RUNNING",
-            120,
-        )
-        wait_for("its file", lambda: "secret" in job_output(sim, fe, "student1", writer, "ailab-access"), 60)
-        reader = job_on(
-            sim, fe, "student2", node,
-            "#!/bin/bash\nls -A /tmp /dev/shm; cat /tmp/secret /dev/shm/secret 2>&1; true\n",
-        )  # fmt: skip
-        wait_for("the reading job to end", lambda: ended(sim, ctl, reader), 120)
-        seen = job_output(sim, fe, "student2", reader, "ailab-access")
-        assert "No such file or directory" in seen and "secret\n" not in seen.replace("/tmp/secret", ""), seen
-        host_tmp = sim.exec(node, "find /tmp /dev/shm -name secret", check=False).stdout
-        assert host_tmp.strip() == "", host_tmp
-    finally:
-        sim.exec(ctl, f"scancel {writer}", check=False)
-    wait_for("the writing job to end", lambda: ended(sim, ctl, writer), 120)
-    left = wait_for(
-        "the job's private /tmp to be removed",
-        lambda: (
-            sim.exec(
-                node, f"find / -xdev -path '*/{writer}/*' -name secret -print -quit", check=False
-            ).stdout.strip()
-            == ""
-        ),
-        60,
-    )
-    assert left

@@ -142,7 +142,6 @@ def fields(line: str) -> dict[str, str]:
         ("DefMemPerCPU", "3000"),
         ("StateSaveLocation", "/var/lib/slurm/slurmctld"),
         ("PrologFlags", "Contain"),  # pam_slurm_adopt (role compute_login)
-        ("JobContainerType", "job_container/tmpfs"),  # private /tmp, /dev/shm per job
     ],
 )
 def test_slurm_conf_settings(cluster, key, value):
@@ -270,12 +269,6 @@ def test_cgroup_conf_constrains_devices_memory_cores(cluster):
         "ConstrainDevices": "yes",
         "ConstrainRAMSpace": "yes",
     }
-
-
-def test_job_container_conf_keeps_job_tmp_on_the_node(cluster):
-    conf = settings(slurm.render_job_container_conf(cluster))
-    assert conf == {"AutoBasePath": "true", "BasePath": slurm.JOB_CONTAINER_BASE}
-    assert not conf["BasePath"].startswith(("/tmp", "/dev/shm", cluster.ceph.home_root))
 
 
 def test_slurmdbd_conf_has_no_password(cluster):
