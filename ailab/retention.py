@@ -3,7 +3,8 @@ e-mail notices 2 months, 1 month, 14 days and 2 days before; users with an appro
 
 Runs on the front-end as ``ailab-retention`` (role ``retention``: a daily systemd timer), reading
 /etc/ailab/ops.json (rendered from the inventory) and keeping its state in /var/lib/ailab/retention.json.
-Standard library only, besides :mod:`ailab.model` and :mod:`ailab.notices` which are copied with it.
+Standard library only, besides :mod:`ailab.model`, :mod:`ailab.ceph` (the mount unit's name) and
+:mod:`ailab.notices`, which are copied with it.
 
 The operator's rules this tool implements (each is unit-tested):
 
@@ -63,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ailab.ceph import mount_unit_name
 from ailab.model import DeletionPolicy
 from ailab.notices import (
     SENT,
@@ -592,22 +594,6 @@ def mount_type(mount_table: str, path: str) -> str | None:
     return found
 
 
-def systemd_mount_unit(path: str) -> str:
-    """systemd's mount unit name of ``path`` (``systemd-escape --path --suffix=mount``)."""
-    trimmed = path.strip("/")
-    if not trimmed:
-        return "-.mount"
-    out = []
-    for i, ch in enumerate(trimmed):
-        if ch == "/":
-            out.append("-")
-        elif ch.isascii() and (ch.isalnum() or ch in ":_" or (ch == "." and i > 0)):
-            out.append(ch)
-        else:
-            out.extend(f"\\x{b:02x}" for b in ch.encode())
-    return "".join(out) + ".mount"
-
-
 def home_root_problem(mount_table: str, home_root: str) -> str | None:
     """Why ``home_root`` is not a CephFS mount (what the mount table shows there), or None."""
     fstype = mount_type(mount_table, home_root)
@@ -622,7 +608,7 @@ def refuse_home_root(home_root: str, why: str) -> ToolError:
     return ToolError(
         f"home_root {home_root} is not a mounted CephFS file system that answers: {why}; nothing was done "
         f"(without it every home would look absent) -- fix: mount CephFS there (role cephfs_client: "
-        f"systemctl start {systemd_mount_unit(home_root)}; ailab-cephfs-check repairs a hung mount), "
+        f"systemctl start {mount_unit_name(home_root)}; ailab-cephfs-check repairs a hung mount), "
         "then run again"
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ailab import retention
+from ailab.ceph import mount_unit_name
 from ailab.inventory import load_cluster
 from ailab.model import DeletionPolicy, NoticeOffset
 from ailab.notices import (
@@ -558,8 +559,9 @@ def test_home_root_problem(table, problem):
     ("path", "unit"),
     [("/ceph/home", "ceph-home.mount"), ("/home/", "home.mount"), ("/srv/a b", "srv-a\\x20b.mount")],
 )
-def test_systemd_mount_unit(path, unit):
-    assert retention.systemd_mount_unit(path) == unit
+def test_the_refusal_names_the_mount_unit_of_the_home_root(path, unit):
+    assert mount_unit_name(path) == unit
+    assert f"systemctl start {unit};" in str(retention.refuse_home_root(path, "nothing is mounted there"))
 
 
 def test_the_probe_answers_for_a_directory_and_refuses_when_it_is_slow_or_fails(tmp_path):
@@ -779,11 +781,15 @@ def test_ailab_retention_schedule_from_the_inventory():
 
 
 def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_path):
+    import yaml
+
     files = ROOT / "roles" / "operations" / "files" / "ailab"
+    tasks = yaml.safe_load((ROOT / "roles" / "operations" / "tasks" / "main.yml").read_text())
+    copy = next(t for t in tasks if t.get("name", "").startswith("Install the tools' Python modules"))
     package = tmp_path / "ailab"
     package.mkdir()
-    for module in files.iterdir():
-        shutil.copy(module, package / module.name)  # what the role copies (links resolved)
+    for module in copy["loop"]:  # what the role copies (links resolved)
+        shutil.copy(files / f"{module}.py", package / f"{module}.py")
     code = (
         f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import ailab.retention, ailab.maintenance; "
         "print(sorted(m for m in sys.modules if m.startswith('ailab')))"
@@ -791,7 +797,7 @@ def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr  # -I -S: no site-packages, so only the standard library
     assert out.stdout.strip() == str(
-        ["ailab", "ailab.maintenance", "ailab.model", "ailab.notices", "ailab.retention"]
+        ["ailab", "ailab.ceph", "ailab.maintenance", "ailab.model", "ailab.notices", "ailab.retention"]
     )
 
 
