@@ -66,6 +66,7 @@ from typing import IO, Any, Protocol
 
 from ailab.ceph import mount_unit_name
 from ailab.model import DeletionPolicy
+from ailab.mounts import mount_type, probe_directory, read_mount_table
 from ailab.notices import (
     SENT,
     SUPERSEDED,
@@ -559,39 +560,6 @@ def remove_home(home_root: Path, home: Path) -> None:
 # proves the home root is a CephFS mount that answers.
 
 CEPHFS_TYPES = ("ceph", "fuse.ceph-fuse")
-PROBE_TIMEOUT = 20.0  # seconds a stat + listdir of the home root may take before the run refuses
-
-
-def _unescape_mount_path(text: str) -> str:
-    """Mount points in /proc/self/mountinfo and /proc/mounts escape space, tab, newline and backslash
-    as octal (``\\040``)."""
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 3 < len(text) and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def mount_type(mount_table: str, path: str) -> str | None:
-    """The file system type of the mount on top at ``path`` (exactly there, not above it), or None.
-
-    ``mount_table`` is the text of /proc/self/mountinfo (fields ``... mount-point ... - fstype source``)
-    or of /proc/mounts (``source mount-point fstype options 0 0``); later lines are mounted over earlier
-    ones, so the last entry for ``path`` wins (a directory bind-mounted over CephFS is not CephFS)."""
-    found = None
-    for line in mount_table.splitlines():
-        fields = line.split()
-        if "-" in fields[6:]:
-            sep = fields.index("-", 6)
-            if len(fields) > sep + 1 and _unescape_mount_path(fields[4]) == path:
-                found = fields[sep + 1]
-        elif len(fields) >= 3 and _unescape_mount_path(fields[1]) == path:
-            found = fields[2]
-    return found
 
 
 def home_root_problem(mount_table: str, home_root: str) -> str | None:
@@ -611,40 +579,6 @@ def refuse_home_root(home_root: str, why: str) -> ToolError:
         f"systemctl start {mount_unit_name(home_root)}; ailab-cephfs-check repairs a hung mount), "
         "then run again"
     )
-
-
-def read_mount_table() -> str:
-    for path in ("/proc/self/mountinfo", "/proc/mounts"):
-        with contextlib.suppress(OSError):
-            return Path(path).read_text()
-    raise ToolError("cannot read /proc/self/mountinfo or /proc/mounts -- fix: mount /proc")
-
-
-def probe_directory(path: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """None when a stat and a listing of ``path`` answer within ``timeout`` seconds, else why not.
-
-    They run in a child process: a stat on a hung CephFS client can sleep uninterruptibly, and a child
-    left behind (it ends when the mount answers or is aborted) does not keep this run from refusing."""
-    code = "import os, sys; os.stat(sys.argv[1]); os.listdir(sys.argv[1])"
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", code, path],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return f"cannot start the probe ({exc})"
-    try:
-        _, err = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()  # no wait(): a child stuck in the mount ends when the mount answers
-        return f"a stat and listing of it did not answer within {timeout:.0f}s (hung mount?)"
-    if child.returncode != 0:
-        lines = (err or "").strip().splitlines()
-        return f"a stat and listing of it failed: {lines[-1] if lines else f'exit {child.returncode}'}"
-    return None
 
 
 def check_home_root(

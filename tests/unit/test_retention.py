@@ -797,7 +797,15 @@ def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr  # -I -S: no site-packages, so only the standard library
     assert out.stdout.strip() == str(
-        ["ailab", "ailab.ceph", "ailab.maintenance", "ailab.model", "ailab.notices", "ailab.retention"]
+        [
+            "ailab",
+            "ailab.ceph",
+            "ailab.maintenance",
+            "ailab.model",
+            "ailab.mounts",
+            "ailab.notices",
+            "ailab.retention",
+        ]
     )
 
 
