@@ -10,6 +10,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_home_dirs(groups, '/home', '0700') }}   one entry per inventory user
 {{ hostvars | ailab_ops_config(groups, mail_from=...) }}    /etc/ailab/ops.json of role operations
 {{ hostvars | ailab_operations_host(groups) }}              the front-end that runs the operations timers
+{{ hostvars | ailab_backup_config(groups, host, state_dir) }}  /etc/ailab/backup.json of role backup
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
@@ -31,7 +32,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, ceph
+from ailab import ansible_bridge, backup, ceph
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
 from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
@@ -59,6 +60,7 @@ MODEL_FILTERS = (
     "ailab_home_dirs",
     "ailab_ops_config",
     "ailab_operations_host",
+    "ailab_backup_config",
 )
 
 
@@ -179,6 +181,13 @@ def ailab_operations_host(hostvars, groups):
     return _cluster(hostvars, groups).operations_host
 
 
+def ailab_backup_config(hostvars, groups, host, operations_state_dir="/var/lib/ailab"):
+    """/etc/ailab/backup.json of ``host``: the destination, how many to keep and what ``host`` keeps that
+    only a backup gives back (controllers: slurmctld state and accounting; operations host: its state)."""
+    data = backup.config_data(_cluster(hostvars, groups), str(host), str(operations_state_dir))
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
 def _split(users, record, source):
     try:
         return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
@@ -220,6 +229,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_render": ailab_render,
     "ailab_ops_config": ailab_ops_config,
     "ailab_operations_host": ailab_operations_host,
+    "ailab_backup_config": ailab_backup_config,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,

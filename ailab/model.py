@@ -230,6 +230,20 @@ class AccountSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """``ailab_backup``: the daily backup of what a rebuilt controller or operations host cannot recreate
+    from the inventory (slurmctld's StateSaveLocation, the accounting database, the operations state).
+
+    ``destination`` is a directory on a file system mounted separately from the backed-up host's root (the
+    site's backup or NFS share, mounted by the operators); empty: no backups.  Each host writes
+    ``<destination>/<host>/``; the newest ``keep`` backups of each host are kept."""
+
+    destination: str = ""
+    keep: int = 14
+    on_calendar: str = "*-*-* 02:30:00"
+
+
+@dataclass(frozen=True)
 class SimSettings:
     """Only in a simulated inventory: how the simulator names and wires its containers."""
 
@@ -267,6 +281,7 @@ class Cluster:
     # notices) and keeps their state: ``ailab_cluster.operations_host``, default the first front-end (by
     # name).  The tools are installed on every front-end; their timers run only here.
     operations_host: str = ""
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))

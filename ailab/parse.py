@@ -17,6 +17,7 @@ from ailab.model import (
     GROUP_COMPUTE,
     GROUP_FRONTEND,
     AccountSettings,
+    BackupSettings,
     CephSettings,
     Cluster,
     DeletionPolicy,
@@ -46,6 +47,7 @@ CLUSTER_VARS = (
     "ailab_users",
     "ailab_sim",
     "ailab_secrets_dir",
+    "ailab_backup",
 )
 # Role variables the checks must see as the roles will (their defaults are the model's): the admin group
 # of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
@@ -598,6 +600,14 @@ def build_cluster(
         admin_group=a.string("accounts_admin_group", ad.admin_group),
         admin_gid=a.integer("accounts_admin_gid", ad.admin_gid),
     )
+    b = Reader(cvars["ailab_backup"], "group_vars/all", "ailab_backup", problems)
+    b.unknown_keys(("destination", "keep", "on_calendar"))
+    bd = BackupSettings()
+    backup = BackupSettings(
+        destination=b.string("destination", "", example="/srv/backup/ailab"),
+        keep=b.integer("keep", bd.keep, minimum=1),
+        on_calendar=b.string("on_calendar", bd.on_calendar),
+    )
     sim = None
     if cvars["ailab_sim"] is not None:
         sr = Reader(cvars["ailab_sim"], "group_vars/all", "ailab_sim", problems)
@@ -658,6 +668,7 @@ def build_cluster(
         accounts=accounts,
         operations_host=c.string("operations_host", "", example="fe01")
         or next((h.name for h in hosts.values() if h.in_group(GROUP_FRONTEND)), ""),
+        backup=backup,
     )
     return cluster, problems
 

@@ -121,6 +121,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_admin_access,
         check_cluster,
         check_operations_host,
+        check_backup,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1243,6 +1244,57 @@ def check_operations_host(cluster: Cluster) -> list[Problem]:
             f"it for the first one ({frontends[0]})",
         )
     ]
+
+
+def check_backup(cluster: Cluster) -> list[Problem]:
+    """``ailab_backup``: the destination is a directory of its own (the site's backup file system is
+    mounted there by the operators; ailab-backup refuses it on the host's root at run time), not a system
+    directory and not on CephFS (the backup must outlive what it protects)."""
+    b, out = cluster.backup, []
+    where, example = (
+        "group_vars/all",
+        "e.g. mount the site's backup share at /srv/backup and set /srv/backup/ailab",
+    )
+    dest = b.destination
+    if dest:
+        normal = "/" + "/".join(part for part in posixpath.normpath(dest).split("/") if part)
+        why = ""
+        if not dest.startswith("/"):
+            why, fix = f"{dest!r} is not an absolute path", f"start it with /, {example}"
+        elif not PATH_CHARS_RE.match(dest):
+            why = f"{dest!r} has characters other than letters, digits, '.', '_', '-' and '/'"
+            fix = f"rename the directory, {example}"
+        elif normal != dest:
+            why, fix = f"{dest!r} is not a normalised path", f"write it as {normal}"
+        elif dest == "/":
+            why, fix = "is /, the root file system the backup must survive", example
+        elif system := next((d for d in SYSTEM_DIRS if _inside(dest, d)), None):
+            why = (
+                f"{dest} is {'a' if dest == system else 'inside'} {system}, a directory of the operating "
+                "system on the disk of the host it backs up"
+            )
+            fix = f"use a directory of its own outside {', '.join(SYSTEM_DIRS)}, {example}"
+        elif ceph_dir := next(
+            (d for d in (cluster.ceph.home_root, cluster.ceph.datasets_path) if d and _inside(dest, d)), None
+        ):
+            why = (
+                f"{dest} is on CephFS ({ceph_dir}): the cluster's own storage is no place for the backup "
+                "that must bring the cluster back"
+            )
+            fix = f"use the site's backup file system, {example}"
+        if why:
+            out.append(Problem(where, "ailab_backup.destination", why, fix))
+    cal = b.on_calendar
+    if not cal.strip() or any(c in cal for c in "\n\r\"'\\"):
+        out.append(
+            Problem(
+                where,
+                "ailab_backup.on_calendar",
+                f"{cal!r} is not a systemd calendar expression (empty, or a newline or quote in it)",
+                'write one like "*-*-* 02:30:00" (systemd.time(7); check with `systemd-analyze calendar`)',
+            )
+        )
+    return out
 
 
 def check_slurm(cluster: Cluster) -> list[Problem]:
