@@ -1,0 +1,1 @@
+../../../../ailab/backup.py

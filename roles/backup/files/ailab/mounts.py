@@ -1,0 +1,1 @@
+../../../../ailab/mounts.py

@@ -1,0 +1,1 @@
+../../../../ailab/notices.py
