@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ailab.model import Cluster, Host
+from ailab.model import GROUP_CEPH, Cluster, Host
 from simulator import cgroups, hostcheck, images, plan, ssh
 from simulator.docker import Docker
 from simulator.errors import SimError
@@ -271,7 +271,7 @@ class Sim:
         return files
 
     def _create(self, host: Host, image: str) -> None:
-        for volume, _ in plan.volumes(self.settings, host):
+        for volume, _ in plan.volumes(self.cluster, host):
             if not self.docker.inspect("volume", [volume]):
                 self.docker.run(plan.volume_create_args(self.cluster, host, volume))
         self.docker.run(plan.create_args(self.cluster, host, image))
@@ -402,6 +402,33 @@ class Sim:
         retired = [v["Name"] for v in volumes if (v.get("Labels") or {}).get(plan.LABEL_HOST) in names]
         self._remove_volumes(retired, result)
         self._clean_cgroups(names, result)
+        for warning in result.warnings:
+            self.progress.say(f"warning: {warning}")
+        return result
+
+    def destroy(self, node: str) -> DownResult:
+        """Lose ``node`` as a machine whose disk died: remove its container and the volumes only it uses
+        (not the shared backup volume, which stands in for the site's backup server).  ``ailab sim up``
+        builds it again from the image, empty, for a converge to rebuild (and restore) it."""
+        self.docker.ensure_available()
+        host = self.cluster.hosts.get(node)
+        if host is None:
+            raise SimError(f"node {node!r} is not in the inventory", "pick a host of `ailab sim status`")
+        if host.in_group(GROUP_CEPH):
+            raise SimError(
+                f"{node} holds the simulated Ceph cluster's disks: destroying it loses every home",
+                "destroy a controller, front-end or compute node; `ailab sim down` removes everything",
+                exit_code=2,
+            )
+        state, _ = self._state(node)
+        if state == "absent":
+            raise SimError(f"node {node!r} has no container", "ailab sim up")
+        result = DownResult()
+        self.docker.run(["rm", "--force", "--volumes", self.container(node)], timeout=300)
+        result.containers = [self.container(node)]
+        own = [v for v, _ in plan.volumes(self.cluster, host) if v != plan.backup_volume(self.settings)]
+        self._remove_volumes([v for v in own if self.docker.inspect("volume", [v])], result)
+        self._clean_cgroups({node}, result)
         for warning in result.warnings:
             self.progress.say(f"warning: {warning}")
         return result

@@ -117,6 +117,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_destroy(args: argparse.Namespace) -> int:
+    result = _sim(args).destroy(args.node)
+    print(
+        f"{args.node}: destroyed ({', '.join(result.containers + result.volumes)}); "
+        "`ailab sim up` creates it again, empty, and `ailab converge` rebuilds it"
+    )
+    return 0
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     _sim(args).start(args.node, timeout=args.timeout)
     print(f"{args.node}: running")
@@ -211,6 +220,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     exe.add_argument("--user", "-u", help="run as this user (default root)")
     exe.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
     command("stop", cmd_stop, "stop a host (systemd shuts down cleanly)", node=True)
+    command(
+        "destroy",
+        cmd_destroy,
+        "remove a host's container and its own volumes, as if its disk died (not Ceph's storage hosts)",
+        node=True,
+    )
     start = command("start", cmd_start, "start a stopped host and wait for systemd", node=True)
     start.add_argument("--timeout", type=float, default=300)
     command("disconnect", cmd_disconnect, "take a host off the cluster network", node=True)

@@ -3,7 +3,7 @@ the model, so what the simulator will do can be tested (and read) without a Dock
 
 from __future__ import annotations
 
-from ailab.model import GROUP_CEPH, Cluster, Host, SimSettings
+from ailab.model import GROUP_CEPH, GROUP_CONTROLLER, Cluster, Host, SimSettings
 
 # Labels mark what the simulator created; `down` removes exactly what carries its prefix label.
 LABEL_PREFIX = "ailab.sim.prefix"
@@ -69,11 +69,30 @@ def aliases(cluster: Cluster, host: Host) -> list[str]:
     return names
 
 
-def volumes(sim: SimSettings, host: Host) -> list[tuple[str, str]]:
-    """(named volume, mount point) the host keeps across stop/start: Ceph's data on the storage hosts."""
+def backup_volume(sim: SimSettings) -> str:
+    """The volume that stands in for the site's backup server: shared by the hosts that back up, it outlives
+    any one of them (``ailab sim destroy``) and goes only with ``ailab sim down``."""
+    return f"{sim.prefix}-backup"
+
+
+def backs_up(cluster: Cluster, host: Host) -> bool:
+    """Whether ``host`` writes backups (role backup): a controller or the operations host."""
+    return bool(cluster.backup.destination) and (
+        host.in_group(GROUP_CONTROLLER) or host.name == cluster.operations_host
+    )
+
+
+def volumes(cluster: Cluster, host: Host) -> list[tuple[str, str]]:
+    """(named volume, mount point) the host keeps across stop/start: Ceph's data on the storage hosts, and
+    the shared backup volume at ``ailab_backup.destination`` on the hosts that back up (it is mounted apart
+    from the container's root, as the site's backup share is on a real host)."""
+    sim = sim_settings(cluster)
+    out = []
     if host.in_group(GROUP_CEPH):
-        return [(f"{sim.prefix}-{host.name}-ceph", CEPH_DATA)]
-    return []
+        out.append((f"{sim.prefix}-{host.name}-ceph", CEPH_DATA))
+    if backs_up(cluster, host):
+        out.append((backup_volume(sim), cluster.backup.destination))
+    return out
 
 
 def has_gpus(host: Host) -> bool:
@@ -93,7 +112,8 @@ def network_create_args(cluster: Cluster) -> list[str]:
 
 def volume_create_args(cluster: Cluster, host: Host, volume: str) -> list[str]:
     sim = sim_settings(cluster)
-    return ["volume", "create", *label_args(labels(sim, cluster, host.name)), volume]
+    owner = None if volume == backup_volume(sim) else host.name  # shared: no host owns it
+    return ["volume", "create", *label_args(labels(sim, cluster, owner)), volume]
 
 
 def create_args(cluster: Cluster, host: Host, image: str) -> list[str]:
@@ -112,7 +132,7 @@ def create_args(cluster: Cluster, host: Host, image: str) -> list[str]:
     args += SYSTEMD_ARGS
     if has_gpus(host):
         args += ["--device-cgroup-rule", GPU_DEVICE_RULE]
-    for volume, target in volumes(sim, host):
+    for volume, target in volumes(cluster, host):
         args += ["-v", f"{volume}:{target}"]
     args += [image, "/sbin/init"]
     return args

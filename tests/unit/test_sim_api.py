@@ -210,3 +210,25 @@ class Report:
     def __init__(self):
         self.removed: list = []
         self.busy: list = []
+
+
+def test_destroy_loses_the_hosts_own_disk_and_keeps_the_backup_server(cluster, monkeypatch):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    docker.volumes = {"ailab-backup": "", "ailab-stor01-ceph": "stor01"}
+    cleaned: list[list[str]] = []
+    monkeypatch.setattr("simulator.cgroups.remove_leftovers", lambda names: cleaned.append(names) or Report())
+    result = sim.destroy("ctl01")
+    assert result.containers == ["ailab-ctl01"]
+    assert ["rm", "--force", "--volumes", "ailab-ctl01"] in docker.calls
+    assert not [c for c in docker.calls if c[:2] == ["volume", "rm"]]  # the backup volume stays
+    assert cleaned == [["ctl01"]]
+
+
+@pytest.mark.parametrize(
+    ("node", "needle"), [("stor01", "loses every home"), ("nope", "not in the inventory")]
+)
+def test_destroy_refuses_the_storage_host_and_unknown_names(cluster, node, needle):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    with pytest.raises(SimError, match=needle):
+        sim.destroy(node)
+    assert not [c for c in docker.calls if c[:1] == ["rm"]]

@@ -92,3 +92,17 @@ def test_inventory_without_sim_settings_is_refused(cluster):
     with pytest.raises(SimError) as err:
         plan.sim_settings(dataclasses.replace(cluster, sim=None))
     assert "ailab_sim" in str(err.value) and err.value.exit_code == 2
+
+
+def test_the_hosts_that_back_up_share_one_backup_volume_no_host_owns(cluster):
+    dest = cluster.backup.destination
+    with_backup = {
+        h.name
+        for h in cluster.hosts.values()
+        if f"ailab-backup:{dest}" in pairs(plan.create_args(cluster, h, IMAGE), "-v")
+    }
+    assert with_backup == {"ctl01", cluster.operations_host}
+    create = plan.volume_create_args(cluster, cluster.controllers[0], "ailab-backup")
+    assert "ailab.sim.host=ctl01" not in create and "ailab.sim.prefix=ailab" in create
+    no_backup = dataclasses.replace(cluster, backup=dataclasses.replace(cluster.backup, destination=""))
+    assert not plan.volumes(no_backup, cluster.controllers[0])
