@@ -55,7 +55,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ailab.mounts import containing_mount, probe_directory, read_mount_table
-from ailab.notices import ToolError, fsync_dir
+from ailab.notices import ToolError, fsync_dir, read_json_config
 
 if TYPE_CHECKING:  # the node-side copy does not need the model: config_data runs on the controller
     from ailab.model import Cluster
@@ -170,17 +170,7 @@ def parse_config(data: Any, source: str = "config") -> BackupConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> BackupConfig:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ToolError(
-            f"cannot read {path}: {exc.strerror} -- fix: converge this host (role backup)"
-        ) from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ToolError(f"{path} is not JSON ({exc}) -- fix: converge this host (role backup)") from exc
-    return parse_config(data, str(path))
+    return parse_config(read_json_config(path, "converge this host (role backup)"), str(path))
 
 
 # Destination -----------------------------------------------------------------------------------------

@@ -524,15 +524,17 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
     return config
 
 
-def load_ops_config(path: str | os.PathLike[str]) -> OpsConfig:
+def read_json_config(path: str | os.PathLike[str], fix: str) -> Any:
+    """The JSON a role rendered at ``path``; a missing or broken file is a ToolError ending in ``fix``."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ToolError(
-            f"cannot read {path}: {exc.strerror} -- fix: converge the front-end (site.yml)"
-        ) from None
+        raise ToolError(f"cannot read {path}: {exc.strerror} -- fix: {fix}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ToolError(f"{path} is not valid JSON ({exc}) -- fix: re-render it (site.yml)") from None
-    return parse_ops_config(data, str(path))
+        raise ToolError(f"{path} is not valid JSON ({exc}) -- fix: {fix}") from None
+
+
+def load_ops_config(path: str | os.PathLike[str]) -> OpsConfig:
+    return parse_ops_config(read_json_config(path, "converge the front-end (site.yml)"), str(path))
