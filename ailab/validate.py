@@ -977,15 +977,23 @@ def _inside(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def path_problem(path: str) -> tuple[str, str] | None:
-    """(message, fix) when ``path`` cannot be where CephFS is mounted, or None."""
-    example = "e.g. /ceph/home or /ceph/datasets"
+def path_problem(
+    path: str,
+    *,
+    example: str = "e.g. /ceph/home or /ceph/datasets",
+    taken_by: str = "mount units, passwd home fields and Ceph caps",
+    at_root: str = "CephFS would be mounted over the whole system",
+    in_system: str = "mounting CephFS there hides or shadows system files",
+) -> tuple[str, str] | None:
+    """(message, fix) when ``path`` cannot be a directory of its own for what is put there, or None: by
+    default where CephFS is mounted; the keywords name the example, what takes the path as it is and why
+    / and the system directories are wrong for another use (the backup destination)."""
     if not path.startswith("/"):
         return f"{path!r} is not an absolute path", f"start it with /, {example}"
     if not PATH_CHARS_RE.match(path):
         return (
-            f"{path!r} has characters other than letters, digits, '.', '_', '-' and '/' (mount units, "
-            "passwd home fields and Ceph caps take it as it is)",
+            f"{path!r} has characters other than letters, digits, '.', '_', '-' and '/' ({taken_by} "
+            "take it as it is)",
             f"rename the directory, {example}",
         )
     normal = "/" + "/".join(part for part in posixpath.normpath(path).split("/") if part)
@@ -995,12 +1003,12 @@ def path_problem(path: str) -> tuple[str, str] | None:
             f"write it as {normal}",
         )
     if path == "/":
-        return "is /: CephFS would be mounted over the whole system", f"use a directory of its own, {example}"
+        return f"is /: {at_root}", f"use a directory of its own, {example}"
     for system in SYSTEM_DIRS:
         if _inside(path, system):
             return (
                 f"{path} is {'a' if path == system else 'inside'} {system}, a directory of the operating "
-                "system; mounting CephFS there hides or shadows system files",
+                f"system; {in_system}",
                 f"use a directory of its own outside {', '.join(SYSTEM_DIRS)}, {example}",
             )
     return None
@@ -1256,34 +1264,26 @@ def check_backup(cluster: Cluster) -> list[Problem]:
         "e.g. mount the site's backup share at /srv/backup and set /srv/backup/ailab",
     )
     dest = b.destination
+    found = None
     if dest:
-        normal = "/" + "/".join(part for part in posixpath.normpath(dest).split("/") if part)
-        why = ""
-        if not dest.startswith("/"):
-            why, fix = f"{dest!r} is not an absolute path", f"start it with /, {example}"
-        elif not PATH_CHARS_RE.match(dest):
-            why = f"{dest!r} has characters other than letters, digits, '.', '_', '-' and '/'"
-            fix = f"rename the directory, {example}"
-        elif normal != dest:
-            why, fix = f"{dest!r} is not a normalised path", f"write it as {normal}"
-        elif dest == "/":
-            why, fix = "is /, the root file system the backup must survive", example
-        elif system := next((d for d in SYSTEM_DIRS if _inside(dest, d)), None):
-            why = (
-                f"{dest} is {'a' if dest == system else 'inside'} {system}, a directory of the operating "
-                "system on the disk of the host it backs up"
-            )
-            fix = f"use a directory of its own outside {', '.join(SYSTEM_DIRS)}, {example}"
-        elif ceph_dir := next(
+        found = path_problem(
+            dest,
+            example=example,
+            taken_by="systemd's RequiresMountsFor= and the archive paths",
+            at_root="the root file system, which the backup must survive",
+            in_system="it is on the disk of the host it backs up",
+        )
+        ceph_dir = next(
             (d for d in (cluster.ceph.home_root, cluster.ceph.datasets_path) if d and _inside(dest, d)), None
-        ):
-            why = (
+        )
+        if found is None and ceph_dir:
+            found = (
                 f"{dest} is on CephFS ({ceph_dir}): the cluster's own storage is no place for the backup "
-                "that must bring the cluster back"
+                "that must bring the cluster back",
+                f"use the site's backup file system, {example}",
             )
-            fix = f"use the site's backup file system, {example}"
-        if why:
-            out.append(Problem(where, "ailab_backup.destination", why, fix))
+    if found:
+        out.append(Problem(where, "ailab_backup.destination", *found))
     cal = b.on_calendar
     if not cal.strip() or any(c in cal for c in "\n\r\"'\\"):
         out.append(
