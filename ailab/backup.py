@@ -37,7 +37,6 @@ The rules this tool implements (each is unit-tested):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -55,7 +54,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ailab.mounts import containing_mount, probe_directory, read_mount_table
-from ailab.notices import ToolError, fsync_dir, read_json_config
+from ailab.notices import ToolError, atomic_file, fsync_dir, read_json_config
 
 if TYPE_CHECKING:  # the node-side copy does not need the model: config_data runs on the controller
     from ailab.model import Cluster
@@ -193,10 +192,10 @@ def check_destination(
 ) -> None:
     """Raise ToolError (exit 2, nothing written) unless ``destination`` is on its own mounted file system
     that answers; creates ``destination`` itself if the mount is above it."""
-    why = destination_problem(mount_table(), destination)
+    table = mount_table()
+    why = destination_problem(table, destination)
     if why is None:
-        mount = containing_mount(mount_table(), destination)
-        why = probe(mount)
+        why = probe(containing_mount(table, destination))
     if why is None:
         try:
             os.makedirs(destination, mode=0o700, exist_ok=True)
@@ -386,39 +385,30 @@ def take(config: BackupConfig, now: dt.datetime, runner: Runner) -> tuple[Path, 
         "created": now.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "components": {},
     }
-    fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=config.host_dir)
-    try:
-        with tempfile.TemporaryDirectory(prefix="ailab-backup.") as work, os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                for comp in config.components:
-                    if comp.kind == ACCOUNTING:
-                        dump = Path(work) / ACCOUNTING_DUMP
-                        runner.dump(comp.database, dump)
-                        tar.add(dump, arcname=ACCOUNTING_DUMP)
-                        manifest["components"][comp.kind] = {
-                            "database": comp.database, "bytes": dump.stat().st_size,
-                        }  # fmt: skip
-                    else:
-                        root = Path(comp.path)
-                        if not root.is_dir():
-                            raise ToolError(
-                                f"{comp.kind}: {comp.path} does not exist -- fix: converge this host"
-                            )
-                        files = _add_tree(tar, root, comp.kind)
-                        manifest["components"][comp.kind] = {"path": comp.path, "files": files}
-                data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mtime, info.mode = len(data), int(now.timestamp()), 0o600
-                tar.addfile(info, io.BytesIO(data))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(partial, 0o600)
-        os.replace(partial, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
-    fsync_dir(config.host_dir)
+    # Innermost first: the tar stream is closed, then the archive is fsynced and renamed into place.
+    with (
+        tempfile.TemporaryDirectory(prefix="ailab-backup.") as work,
+        atomic_file(final) as raw,
+        tarfile.open(fileobj=raw, mode="w:gz") as tar,
+    ):
+        for comp in config.components:
+            if comp.kind == ACCOUNTING:
+                dump = Path(work) / ACCOUNTING_DUMP
+                runner.dump(comp.database, dump)
+                tar.add(dump, arcname=ACCOUNTING_DUMP)
+                manifest["components"][comp.kind] = {
+                    "database": comp.database, "bytes": dump.stat().st_size,
+                }  # fmt: skip
+            else:
+                root = Path(comp.path)
+                if not root.is_dir():
+                    raise ToolError(f"{comp.kind}: {comp.path} does not exist -- fix: converge this host")
+                files = _add_tree(tar, root, comp.kind)
+                manifest["components"][comp.kind] = {"path": comp.path, "files": files}
+        data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime, info.mode = len(data), int(now.timestamp()), 0o600
+        tar.addfile(info, io.BytesIO(data))
     return final, manifest
 
 

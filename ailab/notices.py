@@ -35,7 +35,7 @@ import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ailab.model import DeletionPolicy, NoticeOffset
 
@@ -107,13 +107,16 @@ def parse_now(text: str | None, tz: dt.tzinfo | None = None) -> dt.datetime:
 # State -----------------------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``path`` via a temporary file in the same directory, fsync file and directory, rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A file for writing that becomes ``path`` only when the block ends without an exception: written
+    as a hidden temporary file in the same directory, fsynced, renamed, the directory fsynced.  On an
+    exception the temporary file is removed and ``path`` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
@@ -123,6 +126,12 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``path`` via a temporary file in the same directory, fsync file and directory, rename."""
+    with atomic_file(path, mode) as handle:
+        handle.write(data)
 
 
 def fsync_dir(path: Path) -> None:

@@ -270,7 +270,7 @@ def test_a_backup_restores_what_a_rebuilt_host_lost(tmp_path):
     path, manifest = backup.take(config, NOW, runner)
     assert path.name == "ctl01-20261203T023005Z.tar.gz" and oct(path.stat().st_mode & 0o777) == "0o600"
     assert manifest["components"]["slurmctld"]["files"] == 3
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".partial")]
+    assert os.listdir(path.parent) == [path.name]  # the partial file became the archive
     # The host's disk dies: a new host has empty directories and a database without tables.
     shutil.rmtree(state)
     shutil.rmtree(ops)
@@ -411,3 +411,11 @@ def test_the_node_side_copy_needs_only_the_standard_library(tmp_path):
     assert out.stdout.strip() == str(
         ["ailab", "ailab.backup", "ailab.model", "ailab.mounts", "ailab.notices"]
     )
+
+
+def test_a_failed_run_leaves_no_archive_and_no_partial_file(tmp_path):
+    config, _state, ops, runner = setup_host(tmp_path)
+    shutil.rmtree(ops)  # the operations state is missing: the run fails after the others were added
+    with pytest.raises(ToolError, match=r"operations: .* does not exist -- fix: converge this host"):
+        backup.take(config, NOW, runner)
+    assert os.listdir(config.host_dir) == []
