@@ -206,6 +206,11 @@ class SlurmSettings:
     # the simulator, whose containers see the host's CPUs and memory; on real hardware a node that lost a
     # DIMM or a CPU must be drained, so the default is off.
     config_overrides: bool = False
+    # The operator's escape hatch: slurm.conf / cgroup.conf settings the model has no field for, as (key,
+    # value) in the inventory's order.  A key the rendered file already sets takes the operator's value in
+    # place; keys the model owns (ailab.slurm.MODEL_KEYS) are refused by the checks.
+    extra_config: tuple[tuple[str, str], ...] = ()
+    extra_cgroup_config: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,24 @@ DATE_IN_EVERY_YEAR_FIX = (
 _OFFSET_RE = re.compile(r"^\s*(\d+)\s*(month|months|day|days)\s*$")
 
 
+def _setting_text(value: Any) -> str | None:
+    """One configuration value as its file text, or None when it has no plain form (a mapping, an empty
+    value, a list holding one)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, Sequence) and value:
+        items = [_setting_text(item) for item in value]
+        nested = any(isinstance(item, Sequence) and not isinstance(item, str) for item in value)
+        if nested or None in items:
+            return None
+        return ",".join(item for item in items if item is not None)
+    return None
+
+
 class Reader:
     """Reads typed fields out of one mapping, recording a Problem for each bad one."""
 
@@ -194,6 +212,38 @@ class Reader:
                 )
             else:
                 out.append(item.strip())
+        return tuple(out)
+
+    def settings(self, key: str, *, example: str) -> tuple[tuple[str, str], ...]:
+        """A table of configuration settings (``Key: value``) as (key, text) pairs in the inventory's order:
+        a number as written, true/false as yes/no, a list of plain values joined with commas (Slurm's list
+        syntax).  Which keys are allowed is a semantic check (ailab.validate)."""
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping):
+            self.problem(
+                key,
+                f"must be a mapping of setting names to values, got {value!r}",
+                f"write {key} as Key: value pairs, e.g. {key}: {{{example}}}",
+            )
+            return ()
+        out = []
+        for name, item in value.items():
+            if not isinstance(name, str) or not name.strip():
+                self.problem(
+                    f"{key}.{name}", "is not a setting name", f"write names as in the manual, e.g. {example}"
+                )
+                continue
+            text = _setting_text(item)
+            if text is None:
+                self.problem(
+                    f"{key}.{name}",
+                    f"must be a string, a number, true/false or a list of them, got {item!r}",
+                    f"write it as Slurm would read it, e.g. {example}",
+                )
+                continue
+            out.append((name.strip(), text))
         return tuple(out)
 
     def int_list(self, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -571,7 +621,15 @@ def build_cluster(
     c.unknown_keys(("name", "domain", "timezone", "admin_networks", "operations_host"))
     s = Reader(cvars["ailab_slurm"], "group_vars/all", "ailab_slurm", problems)
     s.unknown_keys(
-        ("cluster_name", "def_mem_per_gpu_mb", "def_cpu_per_gpu", "def_mem_per_cpu_mb", "config_overrides")
+        (
+            "cluster_name",
+            "def_mem_per_gpu_mb",
+            "def_cpu_per_gpu",
+            "def_mem_per_cpu_mb",
+            "config_overrides",
+            "extra_config",
+            "extra_cgroup_config",
+        )
     )
     sd = SlurmSettings()
     slurm = SlurmSettings(
@@ -580,6 +638,8 @@ def build_cluster(
         def_cpu_per_gpu=s.integer("def_cpu_per_gpu", sd.def_cpu_per_gpu, minimum=1),
         def_mem_per_cpu_mb=s.integer("def_mem_per_cpu_mb", sd.def_mem_per_cpu_mb, minimum=1),
         config_overrides=s.boolean("config_overrides", sd.config_overrides),
+        extra_config=s.settings("extra_config", example="SlurmdTimeout: 300"),
+        extra_cgroup_config=s.settings("extra_cgroup_config", example="AllowedSwapSpace: 0"),
     )
     cr = Reader(cvars["ailab_ceph"], "group_vars/all", "ailab_ceph", problems)
     cr.unknown_keys(("fs_name", "home_root", "datasets_path", "monitors", "managed", "client", "pool_size"))

@@ -105,6 +105,101 @@ RESTART_KEYS = DOCUMENTED_RESTART_KEYS | frozenset(
 )
 
 
+# slurm.conf keys the model writes, which ailab_slurm.extra_config may not set: where each comes from (the
+# inventory field to change instead, or the part of the platform that depends on it).  Checked by
+# ailab.validate.check_extra_config, case-insensitively as Slurm reads keys.
+_CONTROLLER = "the slurm_controller group (its host's name and ailab_address)"
+_ACCOUNTING = "accounting through slurmdbd on the controller (role slurm_controller; QOS from ailab_policy)"
+_PATHS = "Debian's paths and ports in ailab/slurm.py, which the roles, systemd units and backups use"
+_CONFINEMENT = "the cgroup confinement every job's limits rely on (cgroup.conf, pam_slurm_adopt)"
+MODEL_KEYS: dict[str, str] = {
+    "NodeName": "ailab_hardware of each compute_<class> group (one NodeName line per kind of node)",
+    "PartitionName": "ailab_partitions",
+    "NodeSet": "ailab_partitions (node_groups)",
+    "DownNodes": "the node's state in Slurm (scontrol update NodeName=... State=DRAIN Reason=...)",
+    "FrontendName": "nothing: this cluster has no front-end nodes in Slurm's sense",
+    "Include": "ailab_slurm.extra_config itself (write the included settings there)",
+    "ClusterName": "ailab_slurm.cluster_name",
+    "SlurmctldHost": _CONTROLLER,
+    "ControlMachine": _CONTROLLER,
+    "ControlAddr": _CONTROLLER,
+    "BackupController": _CONTROLLER,
+    "BackupAddr": _CONTROLLER,
+    "SlurmctldAddr": _CONTROLLER,
+    "DefMemPerCPU": "ailab_slurm.def_mem_per_cpu_mb",
+    "DefMemPerGPU": "ailab_slurm.def_mem_per_gpu_mb",
+    "DefCpuPerGPU": "ailab_slurm.def_cpu_per_gpu",
+    "SlurmdParameters": "ailab_slurm.config_overrides",
+    "GresTypes": "ailab_hardware.gpu of the compute_<class> groups (GPUs are the cluster's generic resource)",
+    "AccountingStorageTRES": "ailab_hardware.gpu of the compute_<class> groups (one TRES per GPU model)",
+    "JobSubmitPlugins": "ailab_policy (the usage rules job_submit.lua enforces)",
+    "EnforcePartLimits": "ailab_policy and ailab_partitions (limits are checked at submission)",
+    "PrivateData": "the rule that students see only their own jobs (PRIVATE_DATA in ailab/slurm.py)",
+    "AccountingStorageType": _ACCOUNTING,
+    "AccountingStorageHost": _ACCOUNTING,
+    "AccountingStoragePort": _ACCOUNTING,
+    "AccountingStorageEnforce": _ACCOUNTING,
+    "AuthType": "munge (role munge)",
+    "CredType": "munge (role munge)",
+    "SlurmUser": _PATHS,
+    "SlurmctldPort": _PATHS,
+    "SlurmdPort": _PATHS,
+    "StateSaveLocation": _PATHS,
+    "SlurmdSpoolDir": _PATHS,
+    "SlurmctldPidFile": _PATHS,
+    "SlurmdPidFile": _PATHS,
+    "SlurmctldLogFile": _PATHS,
+    "SlurmdLogFile": _PATHS,
+    "ProctrackType": _CONFINEMENT,
+    "TaskPlugin": _CONFINEMENT,
+    "JobAcctGatherType": _CONFINEMENT,
+    "PrologFlags": _CONFINEMENT,
+    "SelectType": "the consumable GPUs, cores and memory that ailab_policy's per-GPU caps (rule 6) rely on",
+    "SelectTypeParameters": "the consumable GPUs, cores and memory that ailab_policy's per-GPU caps rely on",
+    "HealthCheckProgram": "the GPU health check of role slurm_compute",
+    "HealthCheckNodeState": "the GPU health check of role slurm_compute",
+}
+# The same for cgroup.conf (ailab_slurm.extra_cgroup_config).
+CGROUP_MODEL_KEYS: dict[str, str] = {
+    key: "the platform's promise that a job's CPUs, memory and GPUs hold for everything it runs"
+    for key in ("ConstrainCores", "ConstrainDevices", "ConstrainRAMSpace")
+}
+
+# One line of a key=value configuration file: a setting (key, value), or a comment ("# ...") or "" (blank).
+Line = tuple[str, str] | str
+
+
+def conf_lines(settings: list[Line], extra: tuple[tuple[str, str], ...], source: str) -> list[str]:
+    """The one serializer of Slurm's key=value files: each setting as ``Key=value``, comments as they are.
+    The operator's settings (``extra``, from the inventory field ``source``) are spliced in last: one whose
+    key (case-insensitively, as Slurm reads keys) the defaults set replaces that value where it stands,
+    the others follow in a section of their own, in the inventory's order."""
+    wanted = {key.lower(): (key, value) for key, value in extra}
+    used: set[str] = set()
+    out = []
+    for line in settings:
+        if isinstance(line, str):
+            out.append(line)
+            continue
+        key, value = line
+        if key.lower() in wanted:
+            used.add(key.lower())
+            key, new = wanted[key.lower()]
+            out.append(f"# {source} (the platform's default is {value})")
+            value = new
+        out.append(f"{key}={value}")
+    rest = [(key, value) for key, value in extra if key.lower() not in used]
+    if rest:
+        out += ["", f"# Site settings ({source})."]
+        out += [f"{key}={value}" for key, value in rest]
+    return out
+
+
+def record(fields: dict[str, object]) -> str:
+    """A slurm.conf line of several settings (NodeName=..., PartitionName=...), in the given order."""
+    return " ".join(f"{key}={value}" for key, value in fields.items())
+
+
 def slurm_time(duration: str) -> str:
     """A model duration (``HH:MM:SS``, hours may exceed 23) as Slurm writes it: ``[D-]HH:MM:SS``."""
     seconds = parse_duration(duration)
@@ -181,10 +276,21 @@ def node_lines(cluster: Cluster) -> list[str]:
         addresses = ",".join(by_name[name] for name in expand(names))
         features = ",".join(dict.fromkeys(f for f in (spec.gpu_model, _class_short(spec.node_class)) if f))
         lines.append(
-            f"NodeName={names} NodeAddr={addresses} CPUs={spec.cpus} Sockets={spec.sockets} "
-            f"CoresPerSocket={spec.cores_per_socket} ThreadsPerCore={spec.threads_per_core} "
-            f"RealMemory={spec.real_memory} Gres=gpu:{spec.gpu_model}:{spec.gpu_count} "
-            f"Feature={features} Weight={spec.weight} State=UNKNOWN"
+            record(
+                {
+                    "NodeName": names,
+                    "NodeAddr": addresses,
+                    "CPUs": spec.cpus,
+                    "Sockets": spec.sockets,
+                    "CoresPerSocket": spec.cores_per_socket,
+                    "ThreadsPerCore": spec.threads_per_core,
+                    "RealMemory": spec.real_memory,
+                    "Gres": f"gpu:{spec.gpu_model}:{spec.gpu_count}",
+                    "Feature": features,
+                    "Weight": spec.weight,
+                    "State": "UNKNOWN",
+                }
+            )
         )
     return lines
 
@@ -200,10 +306,16 @@ def partition_max_time(cluster: Cluster, partition: Partition) -> str:
 def partition_line(cluster: Cluster, partition: Partition) -> str:
     max_time = partition_max_time(cluster, partition)
     default_time = min(cluster.policy.default_job_time, max_time, key=parse_duration)
-    return (
-        f"PartitionName={partition.name} Nodes={compress(partition.nodes)} "
-        f"Default={'YES' if partition.default else 'NO'} MaxTime={slurm_time(max_time)} "
-        f"DefaultTime={slurm_time(default_time)} OverSubscribe=NO State=UP"
+    return record(
+        {
+            "PartitionName": partition.name,
+            "Nodes": compress(partition.nodes),
+            "Default": "YES" if partition.default else "NO",
+            "MaxTime": slurm_time(max_time),
+            "DefaultTime": slurm_time(default_time),
+            "OverSubscribe": "NO",
+            "State": "UP",
+        }
     )
 
 
@@ -218,78 +330,79 @@ def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
     """slurm.conf, identical on every Slurm node (controller, compute nodes, front-end)."""
     ctl = controller(cluster)
     s = cluster.slurm
-    lines = [
+    settings: list[Line] = [
         HEADER.format(what="slurm.conf").rstrip("\n"),
-        f"ClusterName={s.cluster_name}",
-        f"SlurmctldHost={ctl.name}({ctl.address})",
-        f"SlurmUser={SLURM_USER}",
-        "AuthType=auth/munge",
-        "CredType=cred/munge",
-        f"SlurmctldPort={SLURMCTLD_PORT}",
-        f"SlurmdPort={SLURMD_PORT}",
-        f"StateSaveLocation={STATE_SAVE_LOCATION}",
-        f"SlurmdSpoolDir={SLURMD_SPOOL_DIR}",
-        "SlurmctldPidFile=/run/slurmctld.pid",
-        "SlurmdPidFile=/run/slurmd.pid",
-        f"SlurmctldLogFile={LOG_DIR}/slurmctld.log",
-        f"SlurmdLogFile={LOG_DIR}/slurmd.log",
-        "MpiDefault=none",
-        "SwitchType=switch/none",
+        ("ClusterName", s.cluster_name),
+        ("SlurmctldHost", f"{ctl.name}({ctl.address})"),
+        ("SlurmUser", SLURM_USER),
+        ("AuthType", "auth/munge"),
+        ("CredType", "cred/munge"),
+        ("SlurmctldPort", str(SLURMCTLD_PORT)),
+        ("SlurmdPort", str(SLURMD_PORT)),
+        ("StateSaveLocation", STATE_SAVE_LOCATION),
+        ("SlurmdSpoolDir", SLURMD_SPOOL_DIR),
+        ("SlurmctldPidFile", "/run/slurmctld.pid"),
+        ("SlurmdPidFile", "/run/slurmd.pid"),
+        ("SlurmctldLogFile", f"{LOG_DIR}/slurmctld.log"),
+        ("SlurmdLogFile", f"{LOG_DIR}/slurmd.log"),
+        ("MpiDefault", "none"),
+        ("SwitchType", "switch/none"),
         "",
         "# Processes and resources of a job are confined with cgroups (cgroup.conf).  task/affinity is left",
         "# out on purpose: it needs sched_setaffinity rights that containers lack and drains such nodes.",
-        "ProctrackType=proctrack/cgroup",
-        "TaskPlugin=task/cgroup",
-        "JobAcctGatherType=jobacct_gather/cgroup",
-        "JobAcctGatherFrequency=30",
+        ("ProctrackType", "proctrack/cgroup"),
+        ("TaskPlugin", "task/cgroup"),
+        ("JobAcctGatherType", "jobacct_gather/cgroup"),
+        ("JobAcctGatherFrequency", "30"),
         "# Every job gets an 'extern' step at allocation time: pam_slurm_adopt (role compute_login) adopts a",
         "# user's SSH session on a compute node into it, so the session is confined and ends with the job.",
-        "PrologFlags=Contain",
+        ("PrologFlags", "Contain"),
         "",
         "# Scheduling: GPUs, cores and memory are consumable; a node is shared by jobs.",
-        "SchedulerType=sched/backfill",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_Core_Memory",
-        "GresTypes=gpu",
-        f"DefMemPerCPU={s.def_mem_per_cpu_mb}",
-        f"DefMemPerGPU={s.def_mem_per_gpu_mb}",
-        f"DefCpuPerGPU={s.def_cpu_per_gpu}",
-        "PriorityType=priority/multifactor",
-        "PriorityDecayHalfLife=7-0",
-        "PriorityWeightFairshare=10000",
-        "PriorityWeightAge=1000",
-        "PriorityWeightJobSize=100",
+        ("SchedulerType", "sched/backfill"),
+        ("SelectType", "select/cons_tres"),
+        ("SelectTypeParameters", "CR_Core_Memory"),
+        ("GresTypes", "gpu"),
+        ("DefMemPerCPU", str(s.def_mem_per_cpu_mb)),
+        ("DefMemPerGPU", str(s.def_mem_per_gpu_mb)),
+        ("DefCpuPerGPU", str(s.def_cpu_per_gpu)),
+        ("PriorityType", "priority/multifactor"),
+        ("PriorityDecayHalfLife", "7-0"),
+        ("PriorityWeightFairshare", "10000"),
+        ("PriorityWeightAge", "1000"),
+        ("PriorityWeightJobSize", "100"),
         "",
         "# The platform's rules (ailab_policy): limits are checked at submission, not when a job starts;",
         "# job_submit.lua refuses CPU-only jobs and explains the rule.",
-        "EnforcePartLimits=ALL",
-        "JobSubmitPlugins=lua",
+        ("EnforcePartLimits", "ALL"),
+        ("JobSubmitPlugins", "lua"),
         "# Students see only their own jobs and usage; root, SlurmUser and AdminLevel Operator/Administrator",
         "# (ailab_users admin: true) see everything.",
-        f"PrivateData={PRIVATE_DATA}",
+        ("PrivateData", PRIVATE_DATA),
         "",
         "# Node health: the GPU check drains a node whose GPUs disagree with the inventory, and resumes it.",
-        f"HealthCheckProgram={HEALTH_CHECK_PROGRAM}",
-        f"HealthCheckInterval={HEALTH_CHECK_INTERVAL}",
-        "HealthCheckNodeState=ANY",
-        "ReturnToService=2",
-        "SlurmdTimeout=120",
+        ("HealthCheckProgram", HEALTH_CHECK_PROGRAM),
+        ("HealthCheckInterval", str(HEALTH_CHECK_INTERVAL)),
+        ("HealthCheckNodeState", "ANY"),
+        ("ReturnToService", "2"),
+        ("SlurmdTimeout", "120"),
         "",
         "# Accounting through slurmdbd on the controller; every job needs an association (a user in an",
         "# account of the inventory) and obeys its QOS limits.",
-        "AccountingStorageType=accounting_storage/slurmdbd",
-        f"AccountingStorageHost={ctl.name}",
-        f"AccountingStoragePort={SLURMDBD_PORT}",
-        "AccountingStorageEnforce=associations,limits,qos",
-        f"AccountingStorageTRES={accounting_tres(cluster)}",
-        "JobCompType=jobcomp/none",
+        ("AccountingStorageType", "accounting_storage/slurmdbd"),
+        ("AccountingStorageHost", ctl.name),
+        ("AccountingStoragePort", str(SLURMDBD_PORT)),
+        ("AccountingStorageEnforce", "associations,limits,qos"),
+        ("AccountingStorageTRES", accounting_tres(cluster)),
+        ("JobCompType", "jobcomp/none"),
     ]
     if s.config_overrides:
-        lines += [
+        settings += [
             "",
             "# Simulator only (ailab_slurm.config_overrides): trust the declared node sizes.",
-            "SlurmdParameters=config_overrides",
+            ("SlurmdParameters", "config_overrides"),
         ]
+    lines = conf_lines(settings, s.extra_config, "ailab_slurm.extra_config")
     lines += ["", "# Compute nodes (ailab_hardware of each compute_<class> group)."]
     lines += node_lines(cluster)
     lines += ["", "# Partitions (ailab_partitions); MaxTime defaults to ailab_policy.max_job_time."]
@@ -320,12 +433,14 @@ def render_gres_conf(cluster: Cluster, host: str | None = None) -> str:
 
 def render_cgroup_conf(cluster: Cluster, host: str | None = None) -> str:
     """cgroup.conf: jobs see only their cores, memory and GPUs (device files)."""
-    return (
-        HEADER.format(what="cgroup.conf")
-        + "ConstrainCores=yes\n"
-        + "ConstrainDevices=yes\n"
-        + "ConstrainRAMSpace=yes\n"
-    )
+    settings: list[Line] = [
+        HEADER.format(what="cgroup.conf").rstrip("\n"),
+        ("ConstrainCores", "yes"),
+        ("ConstrainDevices", "yes"),
+        ("ConstrainRAMSpace", "yes"),
+    ]
+    extra = cluster.slurm.extra_cgroup_config
+    return "\n".join(conf_lines(settings, extra, "ailab_slurm.extra_cgroup_config")) + "\n"
 
 
 def render_slurmdbd_conf(cluster: Cluster, host: str | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import posixpath
 import re
@@ -22,6 +23,8 @@ from ailab.model import (
     parse_duration,
 )
 from ailab.problems import Problem
+from ailab.slurm import CGROUP_MODEL_KEYS, MODEL_KEYS
+from ailab.slurm_keys import CGROUP_CONF_KEYS, SLURM_CONF_KEYS
 from ailab.sshkeys import key_problem
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -118,6 +121,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_storage,
         check_sim,
         check_slurm,
+        check_extra_config,
         check_admin_access,
         check_cluster,
         check_operations_host,
@@ -1364,4 +1368,74 @@ def check_slurm(cluster: Cluster) -> list[Problem]:
                     "rename it, e.g. gpu or t4",
                 )
             )
+    return out
+
+
+# A value Slurm would read differently from what the inventory says: "#" starts a comment, blanks end
+# the value (Slurm's lists are comma-separated), line breaks end the line.
+_VALUE_BAD = re.compile(r"[#\s\x00-\x1f\x7f]")
+
+
+def check_extra_config(cluster: Cluster) -> list[Problem]:
+    """The operator's additions to slurm.conf and cgroup.conf (ailab_slurm.extra_config and
+    extra_cgroup_config): keys Slurm 22.05 knows, that the model does not write, each once, with values
+    Slurm reads as written.  A bad key would stop slurmctld or slurmd at their next start."""
+    out = []
+    for field, settings, known, owned, manual in (
+        ("ailab_slurm.extra_config", cluster.slurm.extra_config, SLURM_CONF_KEYS, MODEL_KEYS, "slurm.conf"),
+        (
+            "ailab_slurm.extra_cgroup_config",
+            cluster.slurm.extra_cgroup_config,
+            CGROUP_CONF_KEYS,
+            CGROUP_MODEL_KEYS,
+            "cgroup.conf",
+        ),
+    ):
+        spelled = {key.lower(): key for key in known}
+        model = {key.lower(): (key, source) for key, source in owned.items()}
+        seen: dict[str, str] = {}
+        for key, value in settings:
+            name = f"{field}.{key}"
+            lower = key.lower()
+            if lower in model:
+                real, source = model[lower]
+                out.append(
+                    Problem(
+                        "group_vars/all",
+                        name,
+                        f"{real} is written from {source}, not from {field}",
+                        f"remove {key} from {field}; change {source} instead",
+                    )
+                )
+            elif lower not in spelled:
+                close = difflib.get_close_matches(lower, spelled, n=1, cutoff=0.8)
+                hint = f"did you mean {spelled[close[0]]}? " if close else ""
+                out.append(
+                    Problem(
+                        "group_vars/all",
+                        name,
+                        f"{key!r} is not a key of Slurm 22.05's {manual}; the daemons would not start",
+                        f"{hint}use a key from {manual}(5), or remove it",
+                    )
+                )
+            if lower in seen:
+                out.append(
+                    Problem(
+                        "group_vars/all",
+                        name,
+                        f"is the same Slurm key as {seen[lower]} (Slurm reads keys case-insensitively)",
+                        "keep one of them",
+                    )
+                )
+            seen.setdefault(lower, key)
+            if _VALUE_BAD.search(value):
+                out.append(
+                    Problem(
+                        "group_vars/all",
+                        name,
+                        f"{value!r} has a blank, '#' or a control character, which Slurm would read as the "
+                        "end of the value or a comment",
+                        "drop them; separate list items with commas, e.g. bf_continue,bf_window=60",
+                    )
+                )
     return out

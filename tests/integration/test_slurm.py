@@ -8,18 +8,22 @@ these tests do not depend on the CephFS homes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ailab.gpus import GPU_MODELS
 from ailab.hostlist import expand
 from ailab.slurm import HEALTH_CHECK_INTERVAL, job_submit_messages
 from tests.integration import slurm_helpers
+from tests.integration.conftest import INVENTORY, explain, site_plays
 from tests.integration.slurm_helpers import (
+    STUDENTS,
     TERMINAL,
     job_output,
     submitted,
@@ -248,18 +252,61 @@ def test_daemons_where_they_belong(sim, fe, ctl):
     assert "slurmdbd.service" in after
     for node in sim.cluster.compute:
         assert sim.exec(node.name, "systemctl is-active slurmd").stdout.strip() == "active", node.name
-    config = {
-        key.strip(): value.strip()
-        for key, _, value in (
-            line.partition(" = ") for line in sim.exec(fe, "scontrol show config").stdout.splitlines()
-        )
-        if value
-    }
+    config = show_config(sim, fe)
     assert config["EnforcePartLimits"] == "ALL"
     assert config["TaskPlugin"] == "task/cgroup"
     assert config["JobSubmitPlugins"] == "lua"
     assert config["AccountingStorageEnforce"] == "associations,limits,qos"
     assert config["HealthCheckProgram"] == "/usr/local/sbin/ailab-gpu-health"
+
+
+def show_config(sim, host: str) -> dict[str, str]:
+    """`scontrol show config`: what slurmctld runs with, as key -> value."""
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (
+            line.partition(" = ") for line in sim.exec(host, "scontrol show config").stdout.splitlines()
+        )
+        if value
+    }
+
+
+def slurmctld_pid(sim, ctl: str) -> str:
+    return sim.exec(ctl, "systemctl show -p MainPID --value slurmctld").stdout.strip()
+
+
+def test_operators_extra_config_reaches_every_node_and_slurmctld(sim, fe, ctl, converge):
+    """ailab_slurm.extra_config (issue 15): the inventory's MessageTimeout is in slurm.conf on every Slurm
+    host and in slurmctld; changing it is applied by `scontrol reconfigure`, without a slurmctld restart,
+    and a running job is untouched.  The test puts the inventory's value back."""
+    extra = dict(sim.cluster.slurm.extra_config)
+    assert extra.get("MessageTimeout"), "inventory/sim sets ailab_slurm.extra_config.MessageTimeout"
+    slurm_hosts = [h.name for h in (*sim.cluster.controllers, *sim.cluster.compute, *sim.cluster.frontends)]
+    for host in slurm_hosts:
+        lines = sim.exec(host, "cat /etc/slurm/slurm.conf").stdout.splitlines()
+        for key, value in extra.items():
+            assert f"{key}={value}" in lines, (host, key)
+    assert show_config(sim, fe)["MessageTimeout"] == f"{extra['MessageTimeout']} sec"
+
+    raw = yaml.safe_load((INVENTORY / "group_vars/all/cluster.yml").read_text())["ailab_slurm"]
+    changed = {**raw, "extra_config": {**raw["extra_config"], "MessageTimeout": 25}}
+    plays = str(site_plays({"slurm_controller", "slurm_compute", "slurm_client"}, "slurm-plays"))
+    pid = slurmctld_pid(sim, ctl)
+    job = submitted(submit(sim, fe, STUDENTS[0], "--gres=gpu:1 --time=10", "#!/bin/bash\nsleep 300\n"))
+    try:
+        wait_for(f"job {job} to run", lambda: job_info(sim, ctl, job).get("state") == "RUNNING", 60)
+        result = converge(plays, "-e", json.dumps({"ailab_slurm": changed}))
+        assert result.ok, explain(result)
+        assert show_config(sim, fe)["MessageTimeout"] == "25 sec"
+        for host in slurm_hosts:
+            assert "MessageTimeout=25" in sim.exec(host, "cat /etc/slurm/slurm.conf").stdout, host
+        assert slurmctld_pid(sim, ctl) == pid, "a reconfigure key restarted slurmctld"
+        assert job_info(sim, ctl, job)["state"] == "RUNNING"
+    finally:
+        sim.exec(fe, f"scancel {job}", check=False)
+        restored = converge(plays)
+    assert restored.ok, explain(restored)
+    assert show_config(sim, fe)["MessageTimeout"] == f"{extra['MessageTimeout']} sec"
 
 
 def test_one_munge_key_everywhere_and_private_on_the_controller(sim):
