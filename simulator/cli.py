@@ -165,6 +165,31 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from ailab.inventory import load_cluster
+    from simulator.emulate import Emulation
+
+    cluster, _ = load_cluster(args.inventory)
+    emulation = Emulation(cluster, str(args.inventory), prefix=args.prefix)
+    if args.down:
+        removed = emulation.down()
+        print(f"removed {', '.join(removed) if removed else 'nothing (no emulation was running)'}")
+        return 0
+    user, cmd = split_exec_args(args.cmd, args.user)
+    emulation.check_user(user)  # before anything starts
+    if not cmd or not emulation.ready():
+        result = emulation.up(timeout=args.timeout, log=lambda text: print(text, file=sys.stderr))
+        if result.started:
+            print(
+                f"ailab sim emulate: {result.nodes} nodes of {args.inventory} idle in {result.seconds:.1f}s "
+                f"(container {result.name})",
+                file=sys.stderr,
+            )
+    if not cmd:
+        return 0
+    return emulation.run(cmd, user=user).returncode
+
+
 def _guard(func):
     """SimError -> a clear message on stderr and its exit code (InventoryError is handled by ailab.cli)."""
 
@@ -219,6 +244,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     exe = command("exec", cmd_exec, "run a command in a host; its exit status is passed through", node=True)
     exe.add_argument("--user", "-u", help="run as this user (default root)")
     exe.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
+    emulate = command(
+        "emulate",
+        cmd_emulate,
+        "run a command in a full-size emulation of the inventory's scheduler (real slurmctld, slurmdbd and "
+        "one slurmd per node in one container), starting it first if needed",
+    )
+    emulate.add_argument(
+        "--user", "-u", help="run as this user of the inventory, in their home (default root)"
+    )
+    emulate.add_argument("--down", action="store_true", help="remove the emulation")
+    emulate.add_argument(
+        "--prefix", default="ailab-emu", help="container/network name prefix (default ailab-emu)"
+    )
+    emulate.add_argument("--timeout", type=float, default=600, help="seconds to wait for every node idle")
+    emulate.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
     command("stop", cmd_stop, "stop a host (systemd shuts down cleanly)", node=True)
     command(
         "destroy",
