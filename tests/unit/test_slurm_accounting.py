@@ -115,9 +115,8 @@ def test_fresh_database_gets_everything_in_order():
         "DefaultQOS=ailab",
         "add user admin1 Account=thesis Cluster=ailabsim QOS=ailab DefaultQOS=ailab DefaultAccount=thesis "
         "AdminLevel=Administrator",
-        "add user student1 Account=course-ml Cluster=ailabsim QOS=ailab DefaultQOS=ailab "
-        "DefaultAccount=course-ml AdminLevel=None",
-        "add user student2 Account=course-ml Cluster=ailabsim QOS=ailab DefaultQOS=ailab "
+        # One command per set of options: the same project's new students together.
+        "add user student1,student2 Account=course-ml Cluster=ailabsim QOS=ailab DefaultQOS=ailab "
         "DefaultAccount=course-ml AdminLevel=None",
         "add user student3 Account=thesis Cluster=ailabsim QOS=ailab DefaultQOS=ailab "
         "DefaultAccount=thesis AdminLevel=None",
@@ -310,3 +309,11 @@ def test_stale_users_lists_removed_and_moved_users():
 def test_plan_is_idempotent_after_applying_the_fresh_plan():
     # The converged outputs above are what the fresh plan produces: nothing is left to do.
     assert cmds(plan(outputs=FRESH)) and not cmds(plan(outputs=CONVERGED))
+
+
+def test_a_years_students_are_added_in_a_few_commands():
+    spec = {**SPEC, "users": [{"name": f"s{i:04d}", "account": "course-ml"} for i in range(1200)]}
+    got = [c for c in plan(spec=spec, outputs=FRESH).commands if c[:2] == ["add", "user"]]
+    per = acct.ADD_USERS_PER_COMMAND
+    assert [len(c[2].split(",")) for c in got] == [per, per, 1200 - 2 * per]
+    assert sorted(n for c in got for n in c[2].split(",")) == sorted(u["name"] for u in spec["users"])

@@ -64,6 +64,7 @@ blocked:
 """
 
 ADMIN_LEVELS = {True: "Administrator", False: "None"}
+ADD_USERS_PER_COMMAND = 500  # names per `sacctmgr add user`: well inside the kernel's argument limits
 # sacctmgr stores names, descriptions and organizations in lower case: compare them that way.
 UNLIMITED = ""  # how sacctmgr -P prints an unset limit
 
@@ -262,6 +263,11 @@ def plan(
     desired_users = {u["name"]: u for u in spec["users"]}
     managed = {name for name, a in state.accounts.items() if a["organization"] == organization}
     managed |= set(desired_accounts)
+    # New associations go in bulk: one `sacctmgr add user a,b,c ...` per set of options (a first converge
+    # of a year's students is a few commands, not one per student), before the modifications below (a
+    # user's DefaultAccount must name one of its associations).
+    adds: dict[tuple[str, ...], list[str]] = {}
+    later = Plan()
     for name, user in sorted(desired_users.items()):
         account = user["account"].lower()
         admin = ADMIN_LEVELS[bool(user.get("admin"))]
@@ -279,7 +285,7 @@ def plan(
             ]
             if not known_user:
                 args += [f"DefaultAccount={account}", f"AdminLevel={admin}"]
-            out.add(*args)
+            adds.setdefault(tuple(args[3:]), []).append(name)
         else:
             changes = []
             if assoc.qos != qos_set or assoc.default_qos != default_qos:
@@ -287,7 +293,7 @@ def plan(
             if assoc.max_submit != UNLIMITED:  # blocked by an earlier removal: the user is back
                 changes.append("MaxSubmitJobs=-1")
             if changes:
-                out.add(
+                later.add(
                     "modify",
                     "user",
                     "where",
@@ -304,7 +310,11 @@ def plan(
             if state.admin_levels.get(name, "None") != admin:
                 user_changes.append(f"AdminLevel={admin}")
             if user_changes:
-                out.add("modify", "user", "where", f"name={name}", "set", *user_changes)
+                later.add("modify", "user", "where", f"name={name}", "set", *user_changes)
+    for options, names in adds.items():
+        for i in range(0, len(names), ADD_USERS_PER_COMMAND):
+            out.add("add", "user", ",".join(names[i : i + ADD_USERS_PER_COMMAND]), *options)
+    out.commands += later.commands
 
     # Associations in managed accounts that the spec does not have (user removed or moved to a new project).
     stale = sorted(
