@@ -174,6 +174,121 @@ def scale_run(source: Path, sizes: list[int], result: BenchResult, subnet: str =
                 sim.down()
 
 
+EMULATE_PREFIX = "ailab-bench-emu"
+EMULATE_PROJECT = "cs-ml-2026"  # a project of inventory/production
+
+
+def emulation_load_script(jobs: int, models: list[str]) -> str:
+    """Bash, as root in an emulation: the students of the accounting (not root) submit ``jobs`` tasks in
+    all, two job arrays each, of mixed sizes (1, 2 or 4 GPUs, or 1 GPU of a named model), each a 2 s job."""
+    sizes = ["--gres=gpu:1", "--gres=gpu:2", "--gres=gpu:4"] + [f"--gres=gpu:{m}:1" for m in models]
+    lines = [
+        "set -euo pipefail",
+        "sdiag --reset >/dev/null",
+        "users=($(sacctmgr -nP show assoc format=user | grep -v -x -e '' -e root | sort -u))",
+        "n=${#users[@]}",
+        f"sizes=({' '.join(sizes)})",
+        'for i in "${!users[@]}"; do',
+        f"  share=$(( {jobs} / n + (i < {jobs} % n ? 1 : 0) ))",
+        "  for k in 0 1; do",
+        "    count=$(( k == 0 ? share / 2 : share - share / 2 ))",
+        '    [ "$count" -gt 0 ] || continue',
+        "    opt=${sizes[$(( (i * 2 + k) % ${#sizes[@]} ))]}",
+        "    runuser -u ${users[$i]} -- sbatch --parsable -a 0-$((count - 1)) -o /dev/null --time=5 $opt "
+        "--wrap 'sleep 2' >/dev/null",
+        "  done",
+        "done",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def sdiag_counts(text: str) -> dict[str, int]:
+    """The job counters of ``sdiag``: submitted, started, completed, failed, ..."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.startswith("Jobs ") and value.strip().isdigit():
+            out[key.removeprefix("Jobs ")] = int(value)
+    return out
+
+
+def _process_rss(emu, command: str) -> list[float]:
+    """RSS (MiB) of every process named ``command`` in an emulation."""
+    out = emu.run(["ps", "-o", "rss=", "-C", command], capture=True).stdout
+    return [int(x) / 1024 for x in out.split()]
+
+
+def emulate_run(sizes: list[int], result: BenchResult, users: int = 200, jobs: int = 10_000) -> None:
+    """For each N: ``ailab sim emulate`` of a production-like inventory with N GPU nodes in ten classes;
+    start time, RAM per emulated node (slurmd RSS), slurmctld RSS, then ``jobs`` queued jobs of mixed
+    sizes from ``users`` students and how fast slurmctld starts them (``sdiag``)."""
+    import tempfile
+
+    from ailab.inventory import load_cluster
+    from simulator.emulate import Emulation
+    from simulator.scale import emulation_hosts, write_emulation_inventory
+
+    for n in sizes:
+        emulation_hosts(n)  # every size is checked before the first one starts
+    production = ROOT / "inventory" / "production"
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"ailab-emulate-{n}-") as tmp:
+            inventory = Path(tmp) / "inventory"
+            write_emulation_inventory(
+                production, n, inventory, bench_users(users, EMULATE_PROJECT), EMULATE_PROJECT
+            )
+            cluster, _ = load_cluster(inventory)
+            emu = Emulation(cluster, str(inventory), prefix=EMULATE_PREFIX)
+            emu.down()
+            try:
+                up = emu.up(timeout=1800, log=lambda text: print(text, file=sys.stderr))
+                result.seconds[f"emulate {n}: start, every node idle"] = round(up.seconds, 1)
+
+                rss = partial(_process_rss, emu)
+                slurmd = rss("slurmd")
+                result.ram_mib[f"emulate {n}: per emulated node (slurmd)"] = {
+                    "usage": round(container_memory(emu.name)["usage"] / n, 1),
+                    "rss": round(sum(slurmd) / max(len(slurmd), 1), 1),
+                }
+                result.ram_mib[f"emulate {n}: slurmctld idle"] = {
+                    "usage": 0.0,
+                    "rss": round(sum(rss("slurmctld")), 1),
+                }
+                models = sorted(
+                    {h.hardware.gpu.model for h in cluster.compute if h.hardware and h.hardware.gpu}
+                )
+                began = time.monotonic()
+                submit = emu.docker.run(
+                    ["exec", "-i", emu.name, "bash", "-s"],
+                    input=emulation_load_script(jobs, models),
+                    timeout=3600,
+                )
+                submitted = time.monotonic() - began
+                while True:
+                    pending = emu.run(["sh", "-c", "squeue -h -r -t PD | wc -l"], capture=True).stdout.strip()
+                    if pending == "0":
+                        break
+                    time.sleep(2)
+                seconds = time.monotonic() - began
+                counts = sdiag_counts(emu.run(["sdiag"], capture=True).stdout)
+                started = counts.get("started", 0)
+                result.seconds[f"emulate {n}: {jobs} jobs submitted"] = round(submitted, 1)
+                result.seconds[f"emulate {n}: {jobs} jobs all started"] = round(seconds, 1)
+                result.ram_mib[f"emulate {n}: slurmctld after {jobs} jobs"] = {
+                    "usage": 0.0,
+                    "rss": round(sum(rss("slurmctld")), 1),
+                }
+                result.notes.append(
+                    f"emulate {n}: {started} jobs started in {seconds:.0f} s = "
+                    f"{started / seconds:.1f} jobs/s "
+                    f"(sdiag {counts}); {users} students, at most "
+                    f"{cluster.policy.max_jobs_per_user} running each; submit stderr: "
+                    f"{submit.stderr.strip().splitlines()[-1:] or 'none'}"
+                )
+            finally:
+                emu.down()
+
+
 USERS_LIMITS = {"inventory check": 5.0, "users import": 10.0}  # seconds, issue 11
 
 
@@ -278,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only-scale", action="store_true", help="only the scale run (leaves the cluster)")
     parser.add_argument(
+        "--emulate",
+        default="100,300,1000",
+        help="GPU node counts of the scheduler emulation run (ailab sim emulate; empty: none)",
+    )
+    parser.add_argument(
+        "--only-emulate", action="store_true", help="only the emulation run (no simulated cluster)"
+    )
+    parser.add_argument(
         "--users",
         default="2000",
         help="users of the users run (inventory check, users import; empty: no users run)",
@@ -304,6 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         user_counts = [int(x) for x in args.users.split(",") if x.strip()]
     except ValueError:
         parser.error(f"--users {args.users!r}: write a user count like 2000")
+    try:
+        emulate_sizes = [int(x) for x in args.emulate.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--emulate {args.emulate!r}: write node counts like 100,300,1000")
+    if args.only_emulate:
+        result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
+        emulate_run(emulate_sizes, result)
+        return report(result, Path(args.json))
     if any(n < 1 for n in user_counts):
         parser.error(f"--users {args.users!r}: counts must be 1 or more")
     if args.only_users:
@@ -357,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         scale_run(inventory, sizes, result)
     for n in user_counts:
         users_run(inventory, n, result)
+    if emulate_sizes:
+        emulate_run(emulate_sizes, result)
     return report(result, Path(args.json))
 
 

@@ -44,7 +44,8 @@ ACCOUNTING_MODULE = ROOT / "roles" / "slurm_controller" / "library" / "slurm_acc
 LABEL = "ailab.emulation"  # on the container and network: the emulation's name
 LABEL_DIGEST = "ailab.emulation.digest"  # on the container: a hash of the files it was started with
 READY = "/run/ailab-emulation.ready"  # in the container: the start finished and every node was idle
-FIRST_PORT = 20001  # slurmd ports: one per node, in the order of the node lines
+FIRST_PORT = 20001
+SLURMD_STARTS = 8  # slurmd started in parallel  # slurmd ports: one per node, in the order of the node lines
 LOOPBACK = "127.0.0.1"
 
 # slurm.conf settings of the emulation that differ from the real cluster's: key -> (value, why).  None
@@ -231,11 +232,13 @@ def nodes_script(cluster: Cluster, commands: Sequence[Sequence[str]]) -> str:
         f"[ -e /dev/nvidia{i} ] || mknod -m 0666 /dev/nvidia{i} c 195 {i}"
         for i in range(max(counts, default=0))
     ]
-    for name in node_ports(cluster):
-        lines.append(
-            f"install -d -m 0755 {slurm.SLURMD_SPOOL_DIR}/{name}; "
-            f"unshare -u sh -c 'hostname {name} && exec /usr/sbin/slurmd'"
-        )
+    names = " ".join(node_ports(cluster))
+    lines.append(f"for n in {names}; do install -d -m 0755 {slurm.SLURMD_SPOOL_DIR}/$n; done")
+    # Each slurmd reads its configuration before it daemonizes: start several at once.
+    lines.append(
+        f"printf '%s\\n' {names} | xargs -P {SLURMD_STARTS} -I NODE "
+        "unshare -u sh -c 'hostname NODE && exec /usr/sbin/slurmd'"
+    )
     return "\n".join(lines) + "\n"
 
 

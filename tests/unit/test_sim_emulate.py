@@ -117,9 +117,10 @@ def test_nodes_script_runs_the_accounting_then_one_slurmd_per_node(prod):
     lines = script.splitlines()
     assert lines[1] == "sacctmgr -i add qos ailab >/dev/null"
     assert lines[2] == "scontrol reconfigure"
-    slurmds = [li for li in lines if "exec /usr/sbin/slurmd" in li]
-    assert len(slurmds) == len(prod.compute)
-    assert "hostname dgx2-01 && exec" in script
+    [start] = [li for li in lines if "exec /usr/sbin/slurmd" in li]
+    started = start.split("printf '%s\\n' ", 1)[1].split(" | ")[0].split()
+    assert sorted(started) == sorted(h.name for h in prod.compute)
+    assert "unshare -u sh -c 'hostname NODE && exec /usr/sbin/slurmd'" in start
     most = max(h.hardware.gpu.count for h in prod.compute)
     assert f"mknod -m 0666 /dev/nvidia{most - 1} c 195 {most - 1}" in script
     assert f"/dev/nvidia{most} " not in script
@@ -151,3 +152,50 @@ def test_an_unknown_user_is_refused_before_docker_runs(prod):
     assert "ab12cd" in err.value.fix
     with pytest.raises(SimError, match="no command given"):
         emulation.run([], user=None)
+
+
+# The scale run of `make bench` (issue 15, part 2) ---------------------------------------------------------
+
+
+def test_emulation_inventories_have_ten_classes_that_pass_the_checks(tmp_path):
+    from ailab.bench import bench_users
+    from simulator.scale import EMULATION_CLASSES, emulation_hosts, write_emulation_inventory
+
+    nodes = write_emulation_inventory(
+        ROOT / "inventory" / "production", 25, tmp_path / "inv", bench_users(12, "cs-ml-2026"), "cs-ml-2026"
+    )
+    assert nodes == emulation_hosts(25)
+    cluster, problems = load_cluster(tmp_path / "inv")
+    assert problems == []
+    assert len(cluster.compute) == 25 and len(cluster.node_classes) == len(EMULATION_CLASSES) == 10
+    assert len(cluster.users) == 12 and cluster.slurm.cluster_name == "emu25"
+    assert cluster.partitions[0].name == "gpu" and len(cluster.partitions) == 11
+    by_class = {}
+    for host in cluster.compute:
+        by_class.setdefault(host.node_class, []).append(host.name)
+    assert sorted(len(v) for v in by_class.values()) == [2] * 5 + [3] * 5
+    # The production policy's per-GPU caps fit every class (the checks above would refuse it otherwise).
+    emulated = emulate.emulated_slurm_conf(cluster)
+    assert emulated.count("\nNodeName=") == 25
+
+
+def test_emulation_sizes_are_checked():
+    from simulator.scale import emulation_hosts
+
+    with pytest.raises(SimError, match="at least 1 compute node"):
+        emulation_hosts(0)
+    with pytest.raises(SimError, match="do not fit"):
+        emulation_hosts(70_000)
+    names = [n.name for n in emulation_hosts(1000)]
+    assert len(set(names)) == 1000 and names[:2] == ["t4-n0001", "l4-n0001"]
+
+
+def test_the_load_mixes_sizes_and_sdiag_counts_are_read():
+    from ailab.bench import emulation_load_script, sdiag_counts
+
+    script = emulation_load_script(10_000, ["a100", "t4"])
+    assert "sizes=(--gres=gpu:1 --gres=gpu:2 --gres=gpu:4 --gres=gpu:a100:1 --gres=gpu:t4:1)" in script
+    assert "share=$(( 10000 / n + (i < 10000 % n ? 1 : 0) ))" in script
+    assert "grep -v -x -e '' -e root" in script  # root's association submits nothing
+    text = "Server thread count:  3\n\tJobs submitted: 10000\n\tJobs started:   9990\n\tJobs failed:    0\n"
+    assert sdiag_counts(text) == {"submitted": 10000, "started": 9990, "failed": 0}
