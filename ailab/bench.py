@@ -212,6 +212,22 @@ def sdiag_counts(text: str) -> dict[str, int]:
     return out
 
 
+def _pending(emu) -> int | None:
+    """Pending jobs (array tasks counted) in an emulation, or None when squeue failed."""
+    out = emu.run(["bash", "-c", "set -o pipefail; squeue -h -r -t PD | wc -l"], capture=True)
+    return int(out.stdout) if out.returncode == 0 and out.stdout.strip().isdigit() else None
+
+
+def _sdiag(emu, tries: int = 30) -> dict[str, int]:
+    """sdiag's job counters, asked until slurmctld answers."""
+    for _ in range(tries):
+        counts = sdiag_counts(emu.run(["sdiag"], capture=True).stdout)
+        if counts:
+            return counts
+        time.sleep(2)
+    return {}
+
+
 def _process_rss(emu, command: str) -> list[float]:
     """RSS (MiB) of every process named ``command`` in an emulation."""
     out = emu.run(["ps", "-o", "rss=", "-C", command], capture=True).stdout
@@ -264,13 +280,10 @@ def emulate_run(sizes: list[int], result: BenchResult, users: int = 200, jobs: i
                     timeout=3600,
                 )
                 submitted = time.monotonic() - began
-                while True:
-                    pending = emu.run(["sh", "-c", "squeue -h -r -t PD | wc -l"], capture=True).stdout.strip()
-                    if pending == "0":
-                        break
+                while _pending(emu) != 0:  # None: squeue did not answer (slurmctld busy): ask again
                     time.sleep(2)
                 seconds = time.monotonic() - began
-                counts = sdiag_counts(emu.run(["sdiag"], capture=True).stdout)
+                counts = _sdiag(emu)
                 started = counts.get("started", 0)
                 result.seconds[f"emulate {n}: {jobs} jobs submitted"] = round(submitted, 1)
                 result.seconds[f"emulate {n}: {jobs} jobs all started"] = round(seconds, 1)
@@ -419,18 +432,16 @@ def main(argv: list[str] | None = None) -> int:
         from ailab import filter_bench
 
         return filter_bench.main(["--nodes", str(args.only_filters)])
-    try:
-        sizes = [int(x) for x in args.scale.split(",") if x.strip()]
-    except ValueError:
-        parser.error(f"--scale {args.scale!r}: write node counts like 8,32,64")
-    try:
-        user_counts = [int(x) for x in args.users.split(",") if x.strip()]
-    except ValueError:
-        parser.error(f"--users {args.users!r}: write a user count like 2000")
-    try:
-        emulate_sizes = [int(x) for x in args.emulate.split(",") if x.strip()]
-    except ValueError:
-        parser.error(f"--emulate {args.emulate!r}: write node counts like 100,300,1000")
+
+    def counts(option: str, text: str, example: str) -> list[int]:
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            parser.error(f"{option} {text!r}: write {example}")
+
+    sizes = counts("--scale", args.scale, "node counts like 8,32,64")
+    user_counts = counts("--users", args.users, "a user count like 2000")
+    emulate_sizes = counts("--emulate", args.emulate, "node counts like 100,300,1000")
     if args.only_emulate:
         result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
         emulate_run(emulate_sizes, result)
