@@ -194,8 +194,12 @@ def emulation_load_script(jobs: int, models: list[str]) -> str:
         "    count=$(( k == 0 ? share / 2 : share - share / 2 ))",
         '    [ "$count" -gt 0 ] || continue',
         "    opt=${sizes[$(( (i * 2 + k) % ${#sizes[@]} ))]}",
-        "    runuser -u ${users[$i]} -- sbatch --parsable -a 0-$((count - 1)) -o /dev/null --time=5 $opt "
-        "--wrap 'sleep 2' >/dev/null",
+        # A busy slurmctld can time out a submission (sbatch retries only "temporarily unable"): try again.
+        "    for try in 1 2 3 4 5; do",
+        "      runuser -u ${users[$i]} -- sbatch --parsable -a 0-$((count - 1)) -o /dev/null --time=5 $opt "
+        "--wrap 'sleep 2' >/dev/null && break",
+        '      [ "$try" -lt 5 ] || exit 1; sleep 5',
+        "    done",
         "  done",
         "done",
     ]
