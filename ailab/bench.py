@@ -280,10 +280,15 @@ def emulate_run(sizes: list[int], result: BenchResult, users: int = 200, jobs: i
                 began = time.monotonic()
                 submit = emu.docker.run(
                     ["exec", "-i", emu.name, "bash", "-s"],
+                    check=False,
                     input=emulation_load_script(jobs, models),
                     timeout=3600,
                 )
                 submitted = time.monotonic() - began
+                if submit.returncode != 0:  # the limit of this machine: report it, go on with the next size
+                    said = (submit.stderr or submit.stdout).strip().splitlines()[-1:]
+                    result.notes.append(f"emulate {n}: submitting failed after {submitted:.0f} s: {said}")
+                    continue
                 while _pending(emu) != 0:  # None: squeue did not answer (slurmctld busy): ask again
                     time.sleep(2)
                 seconds = time.monotonic() - began
