@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ailab.gpus import GPU_MODELS
@@ -169,30 +170,34 @@ CGROUP_MODEL_KEYS: dict[str, str] = {
 Line = tuple[str, str] | str
 
 
-def conf_lines(settings: list[Line], extra: tuple[tuple[str, str], ...], source: str) -> list[str]:
-    """The one serializer of Slurm's key=value files: each setting as ``Key=value``, comments as they are.
-    The operator's settings (``extra``, from the inventory field ``source``) are spliced in last: one whose
-    key (case-insensitively, as Slurm reads keys) the defaults set replaces that value where it stands,
-    the others follow in a section of their own, in the inventory's order."""
+def splice(settings: list[Line], extra: Sequence[tuple[str, str | None]], source: str) -> list[Line]:
+    """Settings with ``extra`` (from ``source``) spliced in last: one whose key (case-insensitively, as
+    Slurm reads keys) the settings have replaces that value where it stands, with a comment naming the
+    default (None drops the setting); the others follow in a section of their own, in ``extra``'s
+    order."""
     wanted = {key.lower(): (key, value) for key, value in extra}
     used: set[str] = set()
-    out = []
+    out: list[Line] = []
     for line in settings:
-        if isinstance(line, str):
+        if isinstance(line, str) or line[0].lower() not in wanted:
             out.append(line)
             continue
-        key, value = line
-        if key.lower() in wanted:
-            used.add(key.lower())
-            key, new = wanted[key.lower()]
-            out.append(f"# {source} (the platform's default is {value})")
-            value = new
-        out.append(f"{key}={value}")
-    rest = [(key, value) for key, value in extra if key.lower() not in used]
+        used.add(line[0].lower())
+        key, value = wanted[line[0].lower()]
+        if value is not None:
+            out += [f"# {source} (the platform's default is {line[1]})", (key, value)]
+    rest: list[Line] = [(k, v) for k, v in extra if k.lower() not in used and v is not None]
     if rest:
-        out += ["", f"# Site settings ({source})."]
-        out += [f"{key}={value}" for key, value in rest]
+        out += ["", f"# Site settings ({source}).", *rest]
     return out
+
+
+def conf_lines(settings: list[Line], extra: Sequence[tuple[str, str | None]], source: str) -> list[str]:
+    """The one serializer of Slurm's key=value files: :func:`splice`, then each setting as ``Key=value``
+    and comments as they are."""
+    return [
+        line if isinstance(line, str) else f"{line[0]}={line[1]}" for line in splice(settings, extra, source)
+    ]
 
 
 def record(fields: dict[str, object]) -> str:
@@ -262,8 +267,8 @@ class NodeSpec:
         return max(self.gpu_memory_gb, 1)
 
 
-def node_lines(cluster: Cluster) -> list[str]:
-    """One NodeName line per group of identical compute nodes, names compressed, NodeAddr in the same
+def node_records(cluster: Cluster) -> list[dict[str, object]]:
+    """One NodeName record per group of identical compute nodes, names compressed, NodeAddr in the same
     order as Slurm expands the names."""
     groups: dict[NodeSpec, list[Host]] = {}
     for host in _gpu_hosts(cluster):
@@ -276,23 +281,25 @@ def node_lines(cluster: Cluster) -> list[str]:
         addresses = ",".join(by_name[name] for name in expand(names))
         features = ",".join(dict.fromkeys(f for f in (spec.gpu_model, _class_short(spec.node_class)) if f))
         lines.append(
-            record(
-                {
-                    "NodeName": names,
-                    "NodeAddr": addresses,
-                    "CPUs": spec.cpus,
-                    "Sockets": spec.sockets,
-                    "CoresPerSocket": spec.cores_per_socket,
-                    "ThreadsPerCore": spec.threads_per_core,
-                    "RealMemory": spec.real_memory,
-                    "Gres": f"gpu:{spec.gpu_model}:{spec.gpu_count}",
-                    "Feature": features,
-                    "Weight": spec.weight,
-                    "State": "UNKNOWN",
-                }
-            )
+            {
+                "NodeName": names,
+                "NodeAddr": addresses,
+                "CPUs": spec.cpus,
+                "Sockets": spec.sockets,
+                "CoresPerSocket": spec.cores_per_socket,
+                "ThreadsPerCore": spec.threads_per_core,
+                "RealMemory": spec.real_memory,
+                "Gres": f"gpu:{spec.gpu_model}:{spec.gpu_count}",
+                "Feature": features,
+                "Weight": spec.weight,
+                "State": "UNKNOWN",
+            }
         )
     return lines
+
+
+def node_lines(cluster: Cluster) -> list[str]:
+    return [record(fields) for fields in node_records(cluster)]
 
 
 def _class_short(node_class: str) -> str:
@@ -326,8 +333,8 @@ def controller(cluster: Cluster) -> Host:
     return controllers[0]
 
 
-def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
-    """slurm.conf, identical on every Slurm node (controller, compute nodes, front-end)."""
+def slurm_conf_settings(cluster: Cluster) -> list[Line]:
+    """slurm.conf's settings before the operator's extra_config, the nodes and the partitions."""
     ctl = controller(cluster)
     s = cluster.slurm
     settings: list[Line] = [
@@ -402,12 +409,22 @@ def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
             "# Simulator only (ailab_slurm.config_overrides): trust the declared node sizes.",
             ("SlurmdParameters", "config_overrides"),
         ]
-    lines = conf_lines(settings, s.extra_config, "ailab_slurm.extra_config")
+    return splice(settings, s.extra_config, "ailab_slurm.extra_config")
+
+
+def assemble_slurm_conf(cluster: Cluster, settings: list[Line], nodes: list[str]) -> str:
+    """slurm.conf's text: the settings, the node lines, the partitions of the model."""
+    lines = conf_lines(settings, (), "")
     lines += ["", "# Compute nodes (ailab_hardware of each compute_<class> group)."]
-    lines += node_lines(cluster)
+    lines += nodes
     lines += ["", "# Partitions (ailab_partitions); MaxTime defaults to ailab_policy.max_job_time."]
     lines += [partition_line(cluster, p) for p in cluster.partitions]
     return "\n".join(lines) + "\n"
+
+
+def render_slurm_conf(cluster: Cluster, host: str | None = None) -> str:
+    """slurm.conf, identical on every Slurm node (controller, compute nodes, front-end)."""
+    return assemble_slurm_conf(cluster, slurm_conf_settings(cluster), node_lines(cluster))
 
 
 def gpu_devices(count: int) -> list[str]:

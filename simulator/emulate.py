@@ -75,44 +75,23 @@ def node_ports(cluster: Cluster) -> dict[str, int]:
     return {name: FIRST_PORT + i for i, name in enumerate(names)}
 
 
-def _fields(line: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in line.split())
-
-
 def emulated_slurm_conf(cluster: Cluster) -> str:
-    """The real slurm.conf (:func:`ailab.slurm.render_slurm_conf`) with :data:`DIFFERENCES` applied and
-    each node on a line of its own with its port."""
+    """The real slurm.conf's settings (:func:`ailab.slurm.slurm_conf_settings`, the operator's extra_config
+    included) with :data:`DIFFERENCES` spliced in by the same mechanism, each node on a line of its own
+    with its port, and the real partitions."""
     ports = node_ports(cluster)
     controller = slurm.controller(cluster).name
-    wanted = {key.lower(): key for key in DIFFERENCES}
-    out: list[str] = []
-    done: set[str] = set()
-    for line in slurm.render_slurm_conf(cluster).splitlines():
-        if line.startswith("NodeName="):
-            fields = _fields(line)
-            for name in expand(fields["NodeName"]):
-                node = {**fields, "NodeName": name, "NodeAddr": LOOPBACK, "Port": str(ports[name])}
-                out.append(slurm.record(node))
-            continue
-        key = line.partition("=")[0].strip().lower()
-        if not line.startswith("#") and key in wanted:
-            real = wanted[key]
-            done.add(real)
-            value = DIFFERENCES[real][0]
-            if value is not None:
-                out.append(f"# ailab sim emulate: {DIFFERENCES[real][1]}")
-                out.append(f"{real}={value.format(controller=controller)}")
-            continue
-        if line.startswith("# Compute nodes"):
-            missing = [k for k, (v, _) in DIFFERENCES.items() if v is not None and k not in done]
-            for real in missing:
-                out.append(f"# ailab sim emulate: {DIFFERENCES[real][1]}")
-                out.append(f"{real}={DIFFERENCES[real][0].format(controller=controller)}")  # type: ignore[union-attr]
-                done.add(real)
-            if missing:
-                out.append("")
-        out.append(line)
-    return "\n".join(out) + "\n"
+    differences = [
+        (key, None if value is None else value.format(controller=controller))
+        for key, (value, _why) in DIFFERENCES.items()
+    ]
+    settings = slurm.splice(slurm.slurm_conf_settings(cluster), differences, "ailab sim emulate")
+    nodes = [
+        slurm.record({**fields, "NodeName": name, "NodeAddr": LOOPBACK, "Port": ports[name]})
+        for fields in slurm.node_records(cluster)
+        for name in expand(str(fields["NodeName"]))
+    ]
+    return slurm.assemble_slurm_conf(cluster, settings, nodes)
 
 
 # (path, owner, mode, text)
