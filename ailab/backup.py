@@ -8,7 +8,7 @@ What is backed up (the *components* of a host):
 
 - ``slurmctld`` (controllers): the StateSaveLocation: queued and running jobs, node states, reservations,
   the next job id.  slurmctld writes each state file anew and renames it, so a copy of a running one is a
-  set of whole files.
+  set of whole files, as of its last save (it saves at most 5 s after a change).
 - ``accounting`` (controllers): the accounting database (``mysqldump --single-transaction``): associations,
   QOS, usage and the history of every job.
 - ``operations`` (the operations host): /var/lib/ailab: the record of deletions (who stays deleted), the
