@@ -192,12 +192,14 @@ class Sim:
             )
         return True
 
-    def up(self, timeout: float = 300) -> UpResult:
-        """Bring every host of the inventory up: create what is missing, start what is stopped, leave
-        running containers alone; wait until systemd runs in all of them."""
+    def up(self, timeout: float = 300, only: Sequence[str] | None = None) -> UpResult:
+        """Bring every host of the inventory up (or the hosts ``only`` names: a Molecule scenario's): create
+        what is missing, start what is stopped, leave running containers alone; wait until systemd runs in
+        all of them."""
         start = time.monotonic()
+        hosts = [self.host(n) for n in only] if only else list(self.cluster.hosts.values())
         self.docker.ensure_available()
-        names = [self.settings.container(h) for h in self.cluster.hosts]
+        names = [self.settings.container(h.name) for h in hosts]
         existing = self._inspect_containers(names)
         for name, info in existing.items():
             if not self._ours(info):
@@ -212,7 +214,7 @@ class Sim:
             self.progress.say(f"==> network {self.settings.network} ({self.settings.subnet}) created")
 
         with self.progress.step(f"containers ({self.settings.prefix}-*)"):
-            for host in self.cluster.hosts.values():
+            for host in hosts:
                 container = self.settings.container(host.name)
                 info = existing.get(container)
                 if info is None:
@@ -233,9 +235,9 @@ class Sim:
                     f"    {extra}: not in the inventory any more (`ailab sim prune` removes it)"
                 )
         with self.progress.step("wait for systemd in every container"):
-            self.wait_ready(list(self.cluster.hosts), timeout=timeout)
+            self.wait_ready([h.name for h in hosts], timeout=timeout)
         with self.progress.step("SSH: authorize Ansible's key, pin every host key"):
-            self.pin_ssh(list(self.cluster.hosts))
+            self.pin_ssh([h.name for h in hosts])
         result.seconds = time.monotonic() - start
         return result
 

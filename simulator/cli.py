@@ -41,9 +41,13 @@ def render_status(statuses: Sequence) -> str:
     )
 
 
+def _hosts(text: str | None) -> list[str] | None:
+    return [h for h in (text or "").split(",") if h] or None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     sim = _sim(args)
-    result = sim.up(timeout=args.timeout)
+    result = sim.up(timeout=args.timeout, only=_hosts(args.only))
     print(render_status(sim.status()), end="")
     print(
         f"up in {result.seconds:.1f}s: {len(result.created)} created, {len(result.started)} started, "
@@ -190,6 +194,24 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return emulation.run(cmd, user=user).returncode
 
 
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ailab.inventory import load_cluster
+    from simulator import ssh
+    from simulator.scenario import scenario_names, write_scenario_inventory
+
+    dest = Path(args.dest)
+    inventory = dest / "inventory"
+    prefix = write_scenario_inventory(
+        Path(args.inventory), inventory, args.name, scenario_names(Path(args.molecule_dir))
+    )
+    cluster, _ = load_cluster(inventory)
+    (dest / "ssh_config").write_text(ssh.ssh_config_text(cluster, ssh.ssh_files(cluster)))
+    print(f"{dest}: inventory and ssh_config of Molecule scenario {args.name} (prefix {prefix})")
+    return 0
+
+
 def _guard(func):
     """SimError -> a clear message on stderr and its exit code (InventoryError is handled by ailab.cli)."""
 
@@ -229,6 +251,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "up", cmd_up, "build images if needed, create/start every host's container, wait for systemd"
     )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for systemd (default 300)")
+    up.add_argument(
+        "--only", metavar="HOST,...", help="only these hosts of the inventory (a Molecule scenario's)"
+    )
     command("down", cmd_down, "remove the containers, network, volumes and host cgroups of this cluster")
     command(
         "prune",
@@ -259,6 +284,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     emulate.add_argument("--timeout", type=float, default=600, help="seconds to wait for every node idle")
     emulate.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
+    scenario = command(
+        "scenario",
+        cmd_scenario,
+        "write a Molecule scenario's inventory: the simulated inventory on the scenario's own prefix, "
+        "network and addresses, compute nodes renamed mol-NAME (molecule/README.md)",
+    )
+    scenario.add_argument("name", help="the scenario (molecule/<name>/molecule.yml), named after its role")
+    scenario.add_argument(
+        "--dest", required=True, help="directory to write: DEST/inventory (replaced) and DEST/ssh_config"
+    )
+    scenario.add_argument(
+        "--molecule-dir", default="molecule", help="where the scenarios are (default ./molecule)"
+    )
     command("stop", cmd_stop, "stop a host (systemd shuts down cleanly)", node=True)
     command(
         "destroy",
