@@ -42,23 +42,8 @@ def test_every_node_knows_every_other_by_name(sim, hosts):
     assert out.split()[0] == node.address
 
 
-def test_time_zone_and_base_packages(sim, hosts):
-    for host in hosts.values():
-        assert host.file("/etc/localtime").linked_to == f"/usr/share/zoneinfo/{sim.cluster.timezone}"
-        for package in ("rsync", "tzdata", "sudo", "python3-apt"):
-            assert host.package(package).is_installed, package
-
-
-def test_no_network_time_sync_in_simulator(hosts):
-    for host in hosts.values():
-        assert not host.service("chrony").is_running
-        assert not host.service("systemd-timesyncd").is_running
-
-
-def test_motd_names_the_node_role(sim, hosts):
-    node = sim.cluster.compute[0]
-    motd = hosts[node.name].file("/etc/motd").content_string
-    assert f"GPU compute node ({node.hardware.gpu.count}x {node.hardware.gpu.model.upper()}" in motd
+# The time zone, base packages, no network time sync and the MOTD are role common's own: its Molecule
+# scenario checks them (molecule/common/tests/).
 
 
 def test_fake_gpus_match_the_inventory(sim, hosts):

@@ -173,9 +173,7 @@ def test_uid_and_gid_are_the_same_on_every_node(sim):
             assert out[5] == f"{sim.cluster.ceph.home_root}/{user.name}"
 
 
-def test_frontend_runs_no_slurmd(sim, fe):
-    result = sim.exec(fe.name, "systemctl is-active slurmd", check=False)
-    assert result.stdout.strip() != "active"
+# No Slurm daemon on the front-end: role slurm_client's scenario (molecule/slurm_client/tests/).
 
 
 BURN = "for i in 1 2; do timeout {s} sh -c 'while :; do :; done' & done; wait; times"
