@@ -13,7 +13,8 @@ model and every rendered file are the ones the whole cluster gets) with
 The scenario's ``molecule.yml`` lists the hosts it creates (``platforms``) by their scenario names; Molecule's
 create step brings up only those (``ailab sim up --only``), its converge runs site.yml with ``--tags`` (the
 role and what it needs) and ``--limit`` (those hosts).  :func:`scenario_hosts_yml` is pure;
-:func:`write_scenario_inventory` copies the source directory and rewrites two files.
+:func:`write_scenario_inventory` copies the source directory and rewrites two files (the network
+settings with :func:`simulator.scale.set_sim_network`, as the scale run's inventories).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 
 from ailab.model import GROUP_COMPUTE
 from simulator.errors import SimError
+from simulator.scale import readdress, set_sim_network
 
 PREFIX = "ailab-mol"
 SUBNETS = ipaddress.ip_network("10.216.0.0/16")  # one /24 per scenario, .1 on (.0 is left unused)
@@ -80,8 +82,7 @@ def scenario_hosts_yml(source: dict[str, Any], subnet: str) -> dict[str, Any]:
         for host, vars_ in hosts.items():
             vars_ = vars_ or {}
             if "ailab_address" in vars_:
-                last = int(ipaddress.ip_address(vars_["ailab_address"])) & 0xFF
-                vars_["ailab_address"] = str(net.network_address + last)
+                vars_["ailab_address"] = readdress(vars_["ailab_address"], net)
             renamed[compute_name(host) if in_compute else host] = vars_
         if hosts:
             group["hosts"] = renamed
@@ -96,23 +97,16 @@ def write_scenario_inventory(source_dir: Path, dest: Path, name: str, names: lis
     """Write scenario ``name``'s inventory to ``dest`` (replacing what is there); returns its prefix."""
     prefix = scenario_prefix(name)
     subnet = scenario_subnet(name, names)
-    gateway = next(ipaddress.ip_network(subnet).hosts())
     hosts_file = source_dir / "hosts.yml"
-    cluster_file = source_dir / "group_vars" / "all" / "cluster.yml"
-    for path in (hosts_file, cluster_file):
+    for path in (hosts_file, source_dir / "group_vars" / "all" / "cluster.yml"):
         if not path.is_file():
             raise SimError(f"{path} does not exist", "pass a simulated inventory, e.g. inventory/sim", 2)
     hosts = scenario_hosts_yml(yaml.safe_load(hosts_file.read_text()), subnet)
-    data = yaml.safe_load(cluster_file.read_text())
-    data["ailab_sim"] = {"prefix": prefix, "network": prefix, "subnet": subnet}
-    data["ailab_cluster"] = {**data["ailab_cluster"], "admin_networks": [f"{gateway}/32"]}
 
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(source_dir, dest)
     header = f"# Generated for the Molecule scenario {name} (simulator/scenario.py) from {source_dir}.\n"
     (dest / "hosts.yml").write_text(header + yaml.safe_dump(hosts, sort_keys=False))
-    (dest / "group_vars" / "all" / "cluster.yml").write_text(
-        header + yaml.safe_dump(data, sort_keys=False, width=4096)
-    )
+    set_sim_network(dest, prefix, subnet, header)
     return prefix

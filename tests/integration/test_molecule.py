@@ -20,7 +20,7 @@ SCENARIOS = scenario_names(ROOT / "molecule")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario_passes(scenario, tmp_path):
+def test_molecule_scenario_passes(scenario):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("ANSIBLE_CONFIG", None)  # the scenarios set it themselves (.config/molecule/config.yml)
     log = ROOT / ".cache" / "molecule" / f"{scenario}.log"
