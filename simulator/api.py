@@ -3,7 +3,8 @@
     sim = Sim("inventory/sim")
     sim.up()                                   # images, network, containers; waits for systemd
     sim.exec("fe01", "sinfo", user="student1") # CompletedProcess[str]; str commands run via bash -lc
-    sim.gpu_fail("t4-01", 1); sim.disconnect("ctl01"); sim.status(); sim.down()
+    sim.gpu_fail("t4-01", 1); sim.gpu_load("t4-01", 0, 85, memory_mib=2048)
+    sim.disconnect("ctl01"); sim.status(); sim.down()
 
 Everything the user can get wrong (unknown node, bad GPU index, no Docker Engine, a name taken by a
 container that is not ours) raises :class:`SimError` before anything is changed.
@@ -24,7 +25,14 @@ from ailab.model import GROUP_CEPH, Cluster, Host
 from simulator import cgroups, hostcheck, images, plan, ssh
 from simulator.docker import Docker
 from simulator.errors import SimError
-from simulator.nodeconfig import FAILED_DIR, config_tar, gpu_count, node_config
+from simulator.nodeconfig import (
+    FAILED_DIR,
+    LOAD_DIR,
+    config_tar,
+    gpu_count,
+    gpu_memory_mib,
+    node_config,
+)
 from simulator.progress import Progress
 
 READY_STATES = ("running", "degraded")
@@ -591,6 +599,11 @@ class Sim:
         return True
 
     def _gpu(self, node: str, index: int) -> str:
+        """The running container of ``node``, once ``index`` is known to be one of its GPUs."""
+        self._check_gpu(node, index)
+        return self._require_running(node)
+
+    def _check_gpu(self, node: str, index: int) -> Host:
         host = self.host(node)
         count = gpu_count(host)
         if count == 0:
@@ -606,7 +619,7 @@ class Sim:
                 f"use an index from 0 to {count - 1}",
                 exit_code=2,
             )
-        return self._require_running(node)
+        return host
 
     def gpu_fail(self, node: str, index: int) -> None:
         """Make GPU ``index`` of ``node`` fall off the bus: nvidia-smi stops listing it and exits 15."""
@@ -618,3 +631,32 @@ class Sim:
     def gpu_restore(self, node: str, index: int) -> None:
         container = self._gpu(node, index)
         self.docker.run(["exec", container, "rm", "-f", f"{FAILED_DIR}/{index}"])
+
+    def gpu_load(self, node: str, index: int, percent: int, memory_mib: int = 0) -> None:
+        """Make GPU ``index`` of ``node`` look busy: nvidia-smi reports ``percent`` utilisation and
+        ``memory_mib`` MiB used (memory.free = total - used).  0 and 0 make it idle again."""
+        host = self._check_gpu(node, index)
+        total = gpu_memory_mib(host)
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise SimError(
+                f"GPU utilisation must be a whole percentage from 0 to 100, not {percent!r}",
+                f"ailab sim gpu-load {node} {index} 85 (0 makes the GPU idle again)",
+                exit_code=2,
+            )
+        if isinstance(memory_mib, bool) or not isinstance(memory_mib, int) or not 0 <= memory_mib <= total:
+            raise SimError(
+                f"GPU memory used must be a whole number of MiB from 0 to {total} (the memory of a GPU of "
+                f"{node!r}), not {memory_mib!r}",
+                f"ailab sim gpu-load {node} {index} {percent} --memory-mib {min(2048, total)}",
+                exit_code=2,
+            )
+        container = self._require_running(node)
+        path = f"{LOAD_DIR}/{index}"
+        if percent == 0 and memory_mib == 0:
+            self.docker.run(["exec", container, "rm", "-f", path])
+            return
+        script = (
+            f"mkdir -p {LOAD_DIR} && printf '%s %s\\n' {percent} {memory_mib} > {path}.tmp "
+            f"&& mv {path}.tmp {path}"
+        )
+        self.docker.run(["exec", container, "sh", "-c", script])

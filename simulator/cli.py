@@ -160,6 +160,18 @@ def cmd_gpu_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gpu_load(args: argparse.Namespace) -> int:
+    _sim(args).gpu_load(args.node, args.index, args.percent, memory_mib=args.memory_mib)
+    if args.percent == 0 and args.memory_mib == 0:
+        print(f"{args.node}: GPU {args.index} idle (0% utilisation, 0 MiB used)")
+    else:
+        print(
+            f"{args.node}: GPU {args.index} reports {args.percent}% utilisation, "
+            f"{args.memory_mib} MiB memory used"
+        )
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from simulator.docker import Docker
     from simulator.images import ensure_images
@@ -233,6 +245,21 @@ def _index(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"GPU index must be 0 or more, not {value}")
     return value
+
+
+def _whole(what: str):
+    """An argparse type: a whole number 0 or more (the API checks the upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be 0 or more, not {value}")
+        return value
+
+    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -312,3 +339,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     fail.add_argument("index", type=_index, help="GPU index (minor number), 0 .. count-1")
     restore = command("gpu-restore", cmd_gpu_restore, "undo gpu-fail", node=True)
     restore.add_argument("index", type=_index, help="GPU index (minor number), 0 .. count-1")
+    load = command(
+        "gpu-load",
+        cmd_gpu_load,
+        "make a GPU look busy: nvidia-smi reports this utilisation and memory used (0 0: idle again)",
+        node=True,
+    )
+    load.add_argument("index", type=_index, help="GPU index (minor number), 0 .. count-1")
+    load.add_argument("percent", type=_whole("GPU utilisation"), help="utilization.gpu in percent, 0 .. 100")
+    load.add_argument(
+        "--memory-mib",
+        type=_whole("GPU memory used"),
+        default=0,
+        metavar="N",
+        help="memory.used in MiB, 0 .. the GPU's memory (default 0)",
+    )

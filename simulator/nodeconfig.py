@@ -15,6 +15,7 @@ from ailab.model import Cluster, Host
 CONFIG_DIR = "/etc/ailab-sim"  # inside the container; the image creates it
 CONFIG_PATH = f"{CONFIG_DIR}/node.json"
 FAILED_DIR = "/var/lib/ailab-sim/failed"
+LOAD_DIR = "/var/lib/ailab-sim/load"  # the nvidia-smi stand-in reads <minor>: "<percent> <MiB used>"
 SCHEMA = 1
 
 # The driver the simulated hosts pretend to run (what nvidia-smi prints in its header).
@@ -77,6 +78,11 @@ def node_config(cluster: Cluster, host: Host) -> dict[str, Any]:
 
 def gpu_count(host: Host) -> int:
     return host.hardware.gpu.count if host.hardware and host.hardware.gpu else 0
+
+
+def gpu_memory_mib(host: Host) -> int:
+    """Memory of each of the host's GPUs, in MiB, as its nvidia-smi reports it (0: no GPUs)."""
+    return host.hardware.gpu.memory_gb * 1024 if host.hardware and host.hardware.gpu else 0
 
 
 def config_tar(config: dict[str, Any]) -> bytes:

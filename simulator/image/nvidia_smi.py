@@ -9,10 +9,15 @@ devices it can open):
   missing node make that GPU invisible; ENXIO/ENODEV (no driver behind the node) or success make it visible;
 * a GPU marked failed (``ailab sim gpu-fail``: a file /var/lib/ailab-sim/failed/<minor>) is left out of
   the output and reported on stderr as ``Unable to determine the device handle for GPU <bus id>: Unknown
-  Error``, and the exit status is 15 (GPU has fallen off the bus), so health checks notice.
+  Error``, and the exit status is 15 (GPU has fallen off the bus), so health checks notice;
+* no process can really use a simulated GPU, so utilisation and memory used are 0 unless a load is set
+  (``ailab sim gpu-load``: a file /var/lib/ailab-sim/load/<minor> holding ``<percent> <MiB used>``, e.g.
+  ``85 2048``): that GPU then reports that utilization.gpu (and utilization.memory, the same value),
+  memory.used and memory.free = total - used.  A missing or malformed file, or values out of range
+  (percent 0..100, MiB 0..the GPU's memory), mean no load.
 
 Supported: the plain table, ``-L``, ``--query-gpu=FIELDS --format=csv[,noheader][,nounits]`` and
-``-i/--id``.  Memory use and utilisation are 0: no process can really use a simulated GPU.
+``-i/--id``.
 Only the Python standard library is used: it runs inside the containers.
 """
 
@@ -23,11 +28,12 @@ import errno
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 CONFIG = "/etc/ailab-sim/node.json"
 FAILED_DIR = "/var/lib/ailab-sim/failed"
+LOAD_DIR = "/var/lib/ailab-sim/load"
 
 EXIT_INVALID_ARGUMENT = 2
 EXIT_NOT_FOUND = 6
@@ -61,12 +67,24 @@ class Device:
 
 
 @dataclass(frozen=True)
+class Load:
+    """What a GPU is busy with: utilisation in percent and memory used in MiB (0, 0: idle)."""
+
+    percent: int = 0
+    memory_mib: int = 0
+
+
+IDLE = Load()
+
+
+@dataclass(frozen=True)
 class Gpu:
     """A GPU as this process sees it: ``index`` counts the GPUs it can open, like NVML."""
 
     index: int
     device: Device
     failed: bool
+    load: Load = IDLE
 
 
 def devices(config: dict) -> list[Device]:
@@ -97,9 +115,36 @@ def can_open(path: str) -> bool:
     return True
 
 
-def enumerate_gpus(devs: Iterable[Device], accessible: Callable[[str], bool], failed: set[int]) -> list[Gpu]:
+def parse_load(text: str, memory_mib: int) -> Load:
+    """A load file's ``<percent> <MiB used>`` (the MiB may be left out: 0) for a GPU of ``memory_mib``;
+    anything malformed or out of range is no load."""
+    words = text.split()
+    if not 1 <= len(words) <= 2 or not all(w.isascii() and w.isdigit() for w in words):
+        return IDLE
+    percent, used = int(words[0]), int(words[1]) if len(words) == 2 else 0
+    if percent > 100 or used > memory_mib:
+        return IDLE
+    return Load(percent, used)
+
+
+def enumerate_gpus(
+    devs: Iterable[Device],
+    accessible: Callable[[str], bool],
+    failed: set[int],
+    loads: Mapping[int, str] | None = None,
+) -> list[Gpu]:
+    """The GPUs this process can open, numbered from 0; ``loads``: load file text by minor number."""
     visible = [d for d in devs if accessible(d.path)]
-    return [Gpu(index=i, device=d, failed=d.minor in failed) for i, d in enumerate(visible)]
+    loads = loads or {}
+    return [
+        Gpu(
+            index=i,
+            device=d,
+            failed=d.minor in failed,
+            load=parse_load(loads[d.minor], d.memory_mib) if d.minor in loads else IDLE,
+        )
+        for i, d in enumerate(visible)
+    ]
 
 
 def read_failed(directory: str = FAILED_DIR) -> set[int]:
@@ -108,6 +153,23 @@ def read_failed(directory: str = FAILED_DIR) -> set[int]:
     except FileNotFoundError:
         return set()
     return {int(n) for n in names if n.isdigit()}
+
+
+def read_loads(directory: str = LOAD_DIR) -> dict[int, str]:
+    """The load files' text by minor number (unreadable ones are left out: no load)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return {}
+    loads = {}
+    for name in names:
+        if name.isascii() and name.isdigit():
+            try:
+                with open(os.path.join(directory, name)) as fh:
+                    loads[int(name)] = fh.read(100)
+            except (OSError, UnicodeDecodeError):
+                continue
+    return loads
 
 
 def select(gpus: Sequence[Gpu], ids: str | None) -> list[Gpu]:
@@ -144,10 +206,10 @@ FIELDS: dict[str, Field] = {
     "persistence_mode": (None, lambda g, n, c, now: "Enabled"),
     "compute_mode": (None, lambda g, n, c, now: "Default"),
     "memory.total": ("MiB", lambda g, n, c, now: str(g.device.memory_mib)),
-    "memory.used": ("MiB", lambda g, n, c, now: "0"),
-    "memory.free": ("MiB", lambda g, n, c, now: str(g.device.memory_mib)),
-    "utilization.gpu": ("%", lambda g, n, c, now: "0"),
-    "utilization.memory": ("%", lambda g, n, c, now: "0"),
+    "memory.used": ("MiB", lambda g, n, c, now: str(g.load.memory_mib)),
+    "memory.free": ("MiB", lambda g, n, c, now: str(g.device.memory_mib - g.load.memory_mib)),
+    "utilization.gpu": ("%", lambda g, n, c, now: str(g.load.percent)),
+    "utilization.memory": ("%", lambda g, n, c, now: str(g.load.percent)),
     "temperature.gpu": (None, lambda g, n, c, now: "[N/A]"),
     "power.draw": ("W", lambda g, n, c, now: "[N/A]"),
     "power.limit": ("W", lambda g, n, c, now: "[N/A]"),
@@ -215,7 +277,7 @@ def render_table(gpus: Sequence[Gpu], config: dict, now: dt.datetime) -> str:
         "|" + "=" * 41 + "+" + "=" * 22 + "+" + "=" * 22 + "|",
     ]
     for n, gpu in enumerate(gpus):
-        mem = f"0MiB / {gpu.device.memory_mib}MiB "
+        mem = f"{gpu.load.memory_mib}MiB / {gpu.device.memory_mib}MiB "
         out += [
             "|"
             + _cell(f"{gpu.index:>4}  {gpu.device.name}", "On  ", 41)
@@ -229,7 +291,7 @@ def render_table(gpus: Sequence[Gpu], config: dict, now: dt.datetime) -> str:
             + "|"
             + mem.rjust(22)
             + "|"
-            + "0%      Default ".rjust(22)
+            + f"{gpu.load.percent}%      Default ".rjust(22)
             + "|",
             "|" + " " * 41 + "|" + " " * 22 + "|" + "N/A ".rjust(22) + "|",
             split if n == len(gpus) - 1 else "|" + "-" * 41 + "+" + "-" * 22 + "+" + "-" * 22 + "+",
@@ -304,8 +366,10 @@ def run(
     accessible: Callable[[str], bool],
     failed: set[int],
     now: dt.datetime,
+    loads: Mapping[int, str] | None = None,
 ) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr): all of the tool's behaviour, without I/O."""
+    """(exit status, stdout, stderr): all of the tool's behaviour, without I/O (``loads``: the load
+    files' text by minor number)."""
     try:
         opts = parse_args(argv)
     except UsageError as exc:
@@ -314,7 +378,7 @@ def run(
         return 0, HELP, ""
     if not config or not config.get("gpu"):
         return EXIT_NO_DRIVER, f"{NO_DRIVER}\n", ""
-    gpus = select(enumerate_gpus(devices(config), accessible, failed), opts.ids)
+    gpus = select(enumerate_gpus(devices(config), accessible, failed, loads), opts.ids)
     if not gpus:
         return EXIT_NOT_FOUND, "No devices were found\n", ""
     healthy = [g for g in gpus if not g.failed]
@@ -353,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         can_open,
         read_failed(),
         dt.datetime.now(),
+        read_loads(),
     )
     sys.stdout.write(out)
     sys.stderr.write(err)

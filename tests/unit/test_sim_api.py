@@ -108,6 +108,41 @@ def test_gpu_index_is_checked_before_docker(cluster):
     assert "/var/lib/ailab-sim/failed/1" in docker.calls[-1][-1]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("t4-01", 2, 50), "out of range"),
+        (("fe01", 0, 50), "has no GPUs"),
+        (("nope", 0, 50), "unknown node"),
+        (("t4-01", 0, 101), "from 0 to 100, not 101"),
+        (("t4-01", 0, -1), "from 0 to 100, not -1"),
+        (("t4-01", 0, 50.5), "whole percentage"),
+        (("t4-01", 0, 50, 16385), "from 0 to 16384"),
+        (("t4-01", 0, 50, -1), "from 0 to 16384"),
+        (("a40-01", 0, 50, 49153), "from 0 to 49152"),
+    ],
+)
+def test_gpu_load_is_checked_before_docker(cluster, args, message):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    with pytest.raises(SimError, match=message) as err:
+        sim.gpu_load(*args)
+    assert err.value.exit_code == 2 and err.value.fix
+    assert docker.calls == []
+
+
+def test_gpu_load_writes_and_clears_the_load_file(cluster):
+    sim, docker = make_sim(cluster, all_running(cluster))
+    sim.gpu_load("t4-01", 1, 85, memory_mib=2048)
+    call = docker.calls[-1]
+    assert call[:4] == ["exec", "ailab-t4-01", "sh", "-c"]
+    assert "printf '%s %s\\n' 85 2048 > /var/lib/ailab-sim/load/1.tmp" in call[-1]
+    assert call[-1].endswith("mv /var/lib/ailab-sim/load/1.tmp /var/lib/ailab-sim/load/1")
+    sim.gpu_load("t4-01", 1, 0, memory_mib=16384)
+    assert "printf '%s %s\\n' 0 16384" in docker.calls[-1][-1]
+    sim.gpu_load("t4-01", 1, 0)
+    assert docker.calls[-1] == ["exec", "ailab-t4-01", "rm", "-f", "/var/lib/ailab-sim/load/1"]
+
+
 def test_gpu_fail_needs_a_running_container(cluster):
     running = all_running(cluster)
     running["ailab-t4-01"]["State"]["Status"] = "exited"

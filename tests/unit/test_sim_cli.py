@@ -62,6 +62,16 @@ def test_bad_gpu_index_exits_2(capsys):
     assert "out of range" in capsys.readouterr().err
 
 
+def test_gpu_load_arguments(capsys):
+    args = build_parser().parse_args(["sim", "gpu-load", "t4-01", "1", "85", "--memory-mib", "2048"])
+    assert (args.node, args.index, args.percent, args.memory_mib) == ("t4-01", 1, 85, 2048)
+    assert build_parser().parse_args(["sim", "gpu-load", "t4-01", "0", "0"]).memory_mib == 0
+    assert main(["sim", "gpu-load", "t4-01", "0", "150"]) == 2
+    assert "from 0 to 100, not 150" in capsys.readouterr().err
+    assert main(["sim", "gpu-load", "t4-01", "0", "50", "--memory-mib", "99999"]) == 2
+    assert "from 0 to 16384" in capsys.readouterr().err
+
+
 def test_bad_inventory_is_reported_by_ailab(tmp_path, capsys):
     assert main(["sim", "up", "-i", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -41,8 +41,8 @@ def everything(_path: str) -> bool:
     return True
 
 
-def run(argv, config, accessible=everything, failed=frozenset()):
-    return smi.run(argv, config, accessible, set(failed), NOW)
+def run(argv, config, accessible=everything, failed=frozenset(), loads=None):
+    return smi.run(argv, config, accessible, set(failed), NOW, loads)
 
 
 def test_list(config):
@@ -151,3 +151,66 @@ def test_device_nodes_for_gpu_and_plain_hosts(config):
     nodes = gpu_devices.device_nodes(config, "/dev")
     assert nodes == [("/dev/nvidia0", 0), ("/dev/nvidia1", 1), ("/dev/nvidiactl", 255)]
     assert gpu_devices.device_nodes({**config, "gpu": None}) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "load"),
+    [
+        ("85 2048\n", (85, 2048)),
+        ("100 16384", (100, 16384)),
+        ("0 512", (0, 512)),
+        ("40", (40, 0)),
+        ("  7\t9  \n", (7, 9)),
+        ("", (0, 0)),
+        ("101 0", (0, 0)),  # out of range: no load
+        ("50 16385", (0, 0)),  # more than the GPU has
+        ("-5 0", (0, 0)),
+        ("85.5 2048", (0, 0)),
+        ("85 2048 1", (0, 0)),
+        ("eighty", (0, 0)),
+        ("\u00b2 1", (0, 0)),  # str.isdigit() accepts superscripts, int() does not
+    ],
+)
+def test_parse_load(text, load):
+    assert smi.parse_load(text, 16384) == smi.Load(*load)
+
+
+def test_load_is_reported_in_the_query(config):
+    query = "--query-gpu=index,utilization.gpu,utilization.memory,memory.used,memory.free,memory.total"
+    status, out, _ = run([query, "--format=csv"], config, loads={1: "85 2048\n", 0: "garbage"})
+    assert status == 0
+    assert out.splitlines()[1:] == ["0, 0 %, 0 %, 0 MiB, 16384 MiB, 16384 MiB",
+                                    "1, 85 %, 85 %, 2048 MiB, 14336 MiB, 16384 MiB"]  # fmt: skip
+
+
+def test_load_follows_the_device_not_the_index(config):
+    # A job given only GPU 1 sees it as index 0, with GPU 1's load.
+    def only_second(path: str) -> bool:
+        return path == "/dev/nvidia1"
+
+    _, out, _ = run(
+        ["--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+        config,
+        only_second,
+        loads={1: "30 100"},
+    )
+    assert out == "0, 30, 100\n"
+
+
+def test_load_is_reported_in_the_table(config):
+    status, out, _ = run([], config, loads={0: "100 16384", 1: "7 1"})
+    assert status == 0
+    lines = out.splitlines()
+    assert [line[42:] for line in lines if "MiB /" in line] == [
+        "|  16384MiB / 16384MiB |    100%      Default |",
+        "|      1MiB / 16384MiB |      7%      Default |",
+    ]
+    assert {len(line) for line in lines[1:] if line.startswith(("|", "+"))} == {89}
+
+
+def test_read_loads(tmp_path):
+    (tmp_path / "0").write_text("85 2048\n")
+    (tmp_path / "1").mkdir()  # unreadable as a file: left out
+    (tmp_path / "junk").write_text("1 1")
+    assert smi.read_loads(str(tmp_path)) == {0: "85 2048\n"}
+    assert smi.read_loads(str(tmp_path / "missing")) == {}
