@@ -36,6 +36,11 @@ options:
         M(ansible.builtin.apt)).
     type: int
     default: 0
+  install_recommends:
+    description:
+      - Install the packages' recommends too (V(true)) or not (V(false)); unset, apt's configuration
+        decides (as with M(ansible.builtin.apt)).
+    type: bool
 author: ailab-iac
 """
 
@@ -71,11 +76,16 @@ def lists_stale(newest_mtime: float | None, now: float, valid: int) -> bool:
     return newest_mtime is None or now - newest_mtime > valid
 
 
-def install_command(packages: list[str]) -> list[str]:
+def install_command(packages: list[str], install_recommends: bool | None = None) -> list[str]:
+    recommends = (
+        []
+        if install_recommends is None
+        else ["-o", f"APT::Install-Recommends={str(install_recommends).lower()}"]
+    )
     return [
         "apt-get", "install", "--yes", "--quiet",
         "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-        "--", *packages,
+        *recommends, "--", *packages,
     ]  # fmt: skip
 
 
@@ -95,6 +105,7 @@ def main() -> None:
             "names": {"type": "list", "elements": "str", "required": True},
             "update_cache": {"type": "bool", "default": False},
             "cache_valid_time": {"type": "int", "default": 0},
+            "install_recommends": {"type": "bool", "default": None},
         },
         supports_check_mode=True,
     )
@@ -113,7 +124,13 @@ def main() -> None:
         update = subprocess.run(["apt-get", "update", "--quiet"], capture_output=True, text=True, env=env)
         if update.returncode != 0:
             module.fail_json(msg=f"apt-get update failed: {update.stderr.strip()[-2000:]}", installed=[])
-    done = subprocess.run(install_command(todo), capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        install_command(todo, module.params["install_recommends"]),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode != 0:
         module.fail_json(
             msg=f"apt-get install {' '.join(todo)} failed: {done.stderr.strip()[-2000:]}",

@@ -24,6 +24,14 @@ def test_the_query_and_install_commands():
     install = pkgs.install_command(["munge"])
     assert install[:3] == ["apt-get", "install", "--yes"] and install[-2:] == ["--", "munge"]
     assert "Dpkg::Options::=--force-confold" in install and "Dpkg::Options::=--force-confdef" in install
+    assert not any("Install-Recommends" in a for a in install)  # apt's configuration decides
+
+
+def test_recommends_can_be_left_out_or_asked_for():
+    without = pkgs.install_command(["prometheus-node-exporter"], False)
+    assert without[-2:] == ["--", "prometheus-node-exporter"]
+    assert without[without.index("APT::Install-Recommends=false") - 1] == "-o"
+    assert "APT::Install-Recommends=true" in pkgs.install_command(["x"], True)
 
 
 def test_package_lists_are_refreshed_when_missing_or_older_than_allowed():
