@@ -55,6 +55,14 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ("frontend: policy.json", "frontend", [("ailab_render", ("policy.json",), {})]),
     ("frontend: user-slice.conf", "frontend", [("ailab_render", ("user-slice.conf",), {})]),
     ("operations: ops.json", "frontend", [("ailab_ops_config", (), OPS)]),
+    ("mail: SMTP clients", "frontend", [("ailab_monitoring", (HOST,), {})]),
+    ("metrics: settings", "all", [("ailab_monitoring", (HOST,), {})]),
+    ("monitoring: settings", "monitoring", [("ailab_monitoring", (HOST,), {})]),
+    (
+        "monitoring: rules, prometheus.yml, alertmanager.yml",
+        "monitoring",
+        [("ailab_render", (name,), {}) for name in ("ailab-rules.yml", "prometheus.yml", "alertmanager.yml")],
+    ),
 ]
 
 

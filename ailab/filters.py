@@ -11,6 +11,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_ops_config(groups, mail_from=...) }}    /etc/ailab/ops.json of role operations
 {{ hostvars | ailab_operations_host(groups) }}              the front-end that runs the operations timers
 {{ hostvars | ailab_backup_config(groups, host, state_dir) }}  /etc/ailab/backup.json of role backup
+{{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
@@ -32,7 +33,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, backup, ceph
+from ailab import ansible_bridge, backup, ceph, monitoring
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
 from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
@@ -61,6 +62,7 @@ MODEL_FILTERS = (
     "ailab_ops_config",
     "ailab_operations_host",
     "ailab_backup_config",
+    "ailab_monitoring",
 )
 
 
@@ -188,6 +190,11 @@ def ailab_backup_config(hostvars, groups, host, operations_state_dir="/var/lib/a
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+def ailab_monitoring(hostvars, groups, host):
+    """Ports, exporter collectors, retention and the mail path of ``host`` (ailab/monitoring.py)."""
+    return monitoring.host_settings(_cluster(hostvars, groups), str(host))
+
+
 def _split(users, record, source):
     try:
         return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
@@ -230,6 +237,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_ops_config": ailab_ops_config,
     "ailab_operations_host": ailab_operations_host,
     "ailab_backup_config": ailab_backup_config,
+    "ailab_monitoring": ailab_monitoring,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,

@@ -15,6 +15,7 @@ GROUP_FRONTEND = "frontend"
 GROUP_CONTROLLER = "slurm_controller"
 GROUP_COMPUTE = "compute"
 GROUP_CEPH = "ceph"
+GROUP_MONITORING = "monitoring"
 ROLE_GROUPS = (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)
 
 
@@ -249,6 +250,25 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """``ailab_monitoring``: Prometheus and Alertmanager on the host of group ``monitoring`` (ailab.monitoring
+    renders their configuration).  Every node runs prometheus-node-exporter; compute nodes and controllers
+    also run ailab-exporter (GPUs, jobs' GPUs, Slurm).  Alerts go by mail through the front-end's MTA to
+    ``alerts_to``; none set: the alerts are evaluated and shown by Alertmanager, but mailed to no one."""
+
+    scrape_interval_s: int = 30
+    retention_days: int = 30
+    alerts_to: tuple[str, ...] = ()
+    alerts_from: str = ""  # default alertmanager@<cluster domain>
+    node_down_minutes: int = 2  # a node's exporter unreachable this long: NodeDown
+    idle_gpu_minutes: int = 30  # a job's GPU at 0 % this long: JobGpuIdle
+    cephfs_full_percent: int = 85
+    # External Ceph: the mgr prometheus module's endpoints (host:port) to scrape; managed Ceph: the ceph
+    # group's hosts, on the module's port (role ceph_cluster enables it).
+    ceph_exporters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SimSettings:
     """Only in a simulated inventory: how the simulator names and wires its containers."""
 
@@ -287,6 +307,7 @@ class Cluster:
     # name).  The tools are installed on every front-end; their timers run only here.
     operations_host: str = ""
     backup: BackupSettings = field(default_factory=BackupSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))
@@ -302,6 +323,11 @@ class Cluster:
     @property
     def compute(self) -> tuple[Host, ...]:
         return self.group(GROUP_COMPUTE)
+
+    @property
+    def monitoring_hosts(self) -> tuple[Host, ...]:
+        """The hosts of group ``monitoring`` (Prometheus, Alertmanager)."""
+        return self.group(GROUP_MONITORING)
 
     @property
     def ceph_hosts(self) -> tuple[Host, ...]:

@@ -25,6 +25,7 @@ from ailab.model import (
     Hardware,
     Host,
     LoginLimits,
+    MonitoringSettings,
     NodeClass,
     NoticeOffset,
     Partition,
@@ -48,6 +49,7 @@ CLUSTER_VARS = (
     "ailab_sim",
     "ailab_secrets_dir",
     "ailab_backup",
+    "ailab_monitoring",
 )
 # Role variables the checks must see as the roles will (their defaults are the model's): the admin group
 # of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
@@ -668,6 +670,7 @@ def build_cluster(
         keep=b.integer("keep", bd.keep, minimum=1),
         on_calendar=b.string("on_calendar", bd.on_calendar),
     )
+    monitoring = parse_monitoring(cvars["ailab_monitoring"], problems)
     sim = None
     if cvars["ailab_sim"] is not None:
         sr = Reader(cvars["ailab_sim"], "group_vars/all", "ailab_sim", problems)
@@ -729,8 +732,36 @@ def build_cluster(
         operations_host=c.string("operations_host", "", example="fe01")
         or next((h.name for h in hosts.values() if h.in_group(GROUP_FRONTEND)), ""),
         backup=backup,
+        monitoring=monitoring,
     )
     return cluster, problems
+
+
+def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
+    r = Reader(raw, "group_vars/all", "ailab_monitoring", problems)
+    r.unknown_keys(
+        (
+            "scrape_interval_s",
+            "retention_days",
+            "alerts_to",
+            "alerts_from",
+            "node_down_minutes",
+            "idle_gpu_minutes",
+            "cephfs_full_percent",
+            "ceph_exporters",
+        )
+    )
+    d = MonitoringSettings()
+    return MonitoringSettings(
+        scrape_interval_s=r.integer("scrape_interval_s", d.scrape_interval_s, minimum=5),
+        retention_days=r.integer("retention_days", d.retention_days, minimum=1),
+        alerts_to=r.string_list("alerts_to"),
+        alerts_from=r.string("alerts_from", "", example="alertmanager@ailab.example.org"),
+        node_down_minutes=r.integer("node_down_minutes", d.node_down_minutes, minimum=1),
+        idle_gpu_minutes=r.integer("idle_gpu_minutes", d.idle_gpu_minutes, minimum=1),
+        cephfs_full_percent=r.integer("cephfs_full_percent", d.cephfs_full_percent, minimum=1),
+        ceph_exporters=r.string_list("ceph_exporters"),
+    )
 
 
 def _secrets_dir(value: Any, problems: list[Problem]) -> str:

@@ -25,6 +25,9 @@ RENDERERS: dict[str, str] = {
     "job_submit.lua": "ailab.slurm:render_job_submit_lua",
     "gpu-health.json": "ailab.slurm:render_gpu_health_json",
     "slurm-accounting.json": "ailab.slurm:render_accounting_json",
+    "prometheus.yml": "ailab.monitoring:render_prometheus_yml",
+    "ailab-rules.yml": "ailab.monitoring:render_alert_rules",
+    "alertmanager.yml": "ailab.monitoring:render_alertmanager_yml",
 }
 
 # The files whose text depends on the host they are for; every other renderer ignores ``host``, so the

@@ -255,6 +255,11 @@ def transform_group_vars(
         ceph.pop("monitors", None)
         data["ailab_ceph"] = ceph
         changed = True
+    monitoring = data.get("ailab_monitoring")
+    if outputs.storage_managed and isinstance(monitoring, dict) and "ceph_exporters" in monitoring:
+        # The external cluster's mgr endpoints: the stack's own Ceph is scraped on its storage nodes.
+        data["ailab_monitoring"] = {k: v for k, v in monitoring.items() if k != "ceph_exporters"}
+        changed = True
     group = group_of_file(rel)
     if group in outputs.hardware and ("ailab_hardware" in data or add_hardware):
         data["ailab_hardware"] = dict(outputs.hardware[group])

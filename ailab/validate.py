@@ -126,6 +126,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_cluster,
         check_operations_host,
         check_backup,
+        check_monitoring,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1296,6 +1297,104 @@ def check_backup(cluster: Cluster) -> list[Problem]:
                 "ailab_backup.on_calendar",
                 f"{cal!r} is not a systemd calendar expression (empty, or a newline or quote in it)",
                 'write one like "*-*-* 02:30:00" (systemd.time(7); check with `systemd-analyze calendar`)',
+            )
+        )
+    return out
+
+
+HOST_PORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]{1,5}$")
+
+
+def check_monitoring(cluster: Cluster) -> list[Problem]:
+    """``ailab_monitoring`` and group ``monitoring``: one Prometheus/Alertmanager host (Alertmanager runs
+    unclustered), mail addresses that are addresses, scrape endpoints that are host:port, thresholds that
+    can fire."""
+    m, out, where = cluster.monitoring, [], "group_vars/all"
+    hosts = cluster.monitoring_hosts
+    if len(hosts) > 1:
+        out.append(
+            Problem(
+                "inventory",
+                "monitoring",
+                f"has {len(hosts)} hosts ({', '.join(sorted(h.name for h in hosts))}); Prometheus and "
+                "Alertmanager run on one host (Alertmanager is not clustered)",
+                "keep one host in group monitoring",
+            )
+        )
+    if m.alerts_to and not hosts:
+        out.append(
+            Problem(
+                where,
+                "ailab_monitoring.alerts_to",
+                "is set, but no host is in group monitoring: nothing would evaluate the alerts",
+                "add the host that runs Prometheus to group monitoring (e.g. the Slurm controller)",
+            )
+        )
+    for i, address in enumerate(m.alerts_to):
+        if not EMAIL_RE.match(address):
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_monitoring.alerts_to[{i}]",
+                    f"{address!r} is not an e-mail address",
+                    "write the operators' address, e.g. ailab-ops@example.org",
+                )
+            )
+    if m.alerts_from and not EMAIL_RE.match(m.alerts_from):
+        out.append(
+            Problem(
+                where,
+                "ailab_monitoring.alerts_from",
+                f"{m.alerts_from!r} is not an e-mail address",
+                f"write e.g. alertmanager@{cluster.domain or 'example.org'}, or remove it for that default",
+            )
+        )
+    for i, endpoint in enumerate(m.ceph_exporters):
+        if not HOST_PORT_RE.match(endpoint):
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_monitoring.ceph_exporters[{i}]",
+                    f"{endpoint!r} is not host:port",
+                    "write the Ceph mgr's prometheus module endpoint, e.g. ceph-mgr1.example.org:9283",
+                )
+            )
+    if m.ceph_exporters and cluster.ceph.managed:
+        out.append(
+            Problem(
+                where,
+                "ailab_monitoring.ceph_exporters",
+                "is set, but Ceph is managed: the ceph group's mgr endpoints are scraped already",
+                "remove ailab_monitoring.ceph_exporters (it is for an external Ceph cluster)",
+            )
+        )
+    if not 50 <= m.cephfs_full_percent <= 99:
+        out.append(
+            Problem(
+                where,
+                "ailab_monitoring.cephfs_full_percent",
+                f"is {m.cephfs_full_percent}; the CephFS-full alert needs a threshold from 50 to 99",
+                "set it to e.g. 85 (Ceph itself refuses writes at 95 %)",
+            )
+        )
+    if m.scrape_interval_s > 300:
+        out.append(
+            Problem(
+                where,
+                "ailab_monitoring.scrape_interval_s",
+                f"is {m.scrape_interval_s}; Prometheus treats a series older than 5 minutes as gone, so "
+                "every alert would flap",
+                "set it to 300 or less, e.g. 30",
+            )
+        )
+    if m.node_down_minutes * 60 < 2 * m.scrape_interval_s:
+        out.append(
+            Problem(
+                where,
+                "ailab_monitoring.node_down_minutes",
+                f"is {m.node_down_minutes}: shorter than two scrapes ({m.scrape_interval_s} s each), so one "
+                "lost scrape would page the operators",
+                f"set it to {max(1, -(-2 * m.scrape_interval_s // 60))} or more",
             )
         )
     return out

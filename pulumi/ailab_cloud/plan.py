@@ -437,11 +437,19 @@ def planned_cluster(cluster: Cluster, plan: Plan, settings: StackSettings) -> tu
         )
         for p in cluster.partitions
     )
-    ceph = cluster.ceph
+    ceph, monitoring = cluster.ceph, cluster.monitoring
     if plan.storage_managed:
+        # As ailab.stack_inventory writes it: the stack's own Ceph, scraped on its storage nodes.
         ceph = dataclasses.replace(ceph, managed=True, monitors=())
+        monitoring = dataclasses.replace(monitoring, ceph_exporters=())
     model = dataclasses.replace(
-        cluster, hosts=hosts, node_classes=node_classes, partitions=partitions, ceph=ceph, sim=None
+        cluster,
+        hosts=hosts,
+        node_classes=node_classes,
+        partitions=partitions,
+        ceph=ceph,
+        monitoring=monitoring,
+        sim=None,
     )
     return model, problems
 
