@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import re
 import shlex
@@ -58,8 +59,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger("ailab-exporter")
@@ -577,6 +581,68 @@ def build_registry(collectors: Sequence[GpuCollector | SlurmCollector]) -> tuple
     return registry, exporter
 
 
+def parse_allow(text: str) -> frozenset[str]:
+    """``--allow``: the addresses that may scrape (the monitoring host's), comma-separated."""
+    out = set()
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.add(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise UsageError(
+                f"{item!r} is not an IP address: list the scrapers' addresses, e.g. --allow 10.0.0.5"
+            ) from None
+    if not out:
+        raise UsageError(f"no address in {text!r}: list the scrapers' addresses, e.g. --allow 10.0.0.5")
+    return frozenset(out)
+
+
+def may_scrape(remote: str, allow: frozenset[str] | None) -> bool:
+    """Whether a client at ``remote`` gets the metrics: anyone without --allow; else the listed
+    addresses and this host's loopback (an operator's ``curl`` on the node)."""
+    if allow is None:
+        return True
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    return address.is_loopback or str(address) in allow
+
+
+def guarded_app(registry: CollectorRegistry, allow: frozenset[str] | None) -> Callable[..., Any]:
+    """The WSGI app serving /metrics, refusing (403) clients :func:`may_scrape` rejects -- the job
+    metrics name users and their jobs, which Slurm shows students only for their own (PrivateData)."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not may_scrape(environ.get("REMOTE_ADDR", ""), allow):
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"ailab-exporter: only the monitoring host may scrape (--allow)\n"]
+        return metrics(environ, start_response)
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def serve(host: str, port: int, app: Callable[..., Any]) -> WSGIServer:
+    """Serve ``app`` on ``host:port`` in a daemon thread (as prometheus_client's start_http_server)."""
+    server_class = _Server
+    if ":" in host:
+        server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+    httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 def parse_collect(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in COLLECTORS]
@@ -619,6 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--node", help="this node's Slurm name (default: the short host name)")
     parser.add_argument(
+        "--allow", type=_arg(parse_allow), metavar="ADDR[,ADDR]",
+        help="only these addresses (and loopback) may scrape, e.g. the monitoring host's (default: anyone)",
+    )  # fmt: skip
+    parser.add_argument(
         "--slurmdbd", type=_arg(parse_address), metavar="HOST:PORT",
         help="slurmdbd to check with a TCP connection (collector slurm only), e.g. 10.0.0.11:6819",
     )  # fmt: skip
@@ -656,7 +726,7 @@ def main(argv: Sequence[str] | None = None, run: Runner | None = None) -> int:
     host, port = args.listen
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        start_http_server(port, host, registry)
+        serve(host, port, guarded_app(registry, args.allow))
     except OSError as exc:
         print(
             f"ailab-exporter: error: cannot listen on {where}: {exc}\n"

@@ -612,36 +612,67 @@ def test_listen_serves_the_private_registry(monkeypatch):
         def wait(self):
             started.append("waited")
 
-    monkeypatch.setattr(ex, "start_http_server", lambda port, addr, registry: started.append((port, addr)))
+    monkeypatch.setattr(ex, "serve", lambda addr, port, app: started.append((port, addr)))
     monkeypatch.setattr(ex.threading, "Event", Event)
     assert ex.main(["--listen", "10.213.0.21:9110", "--collect", "gpu"], run=FakeRunner({})) == 0
     assert started == [(9110, "10.213.0.21"), "waited"]
 
 
 def test_listen_on_a_busy_port_is_a_clear_error(monkeypatch, capsys):
-    def busy(port, addr, registry):
+    def busy(addr, port, app):
         raise OSError(98, "Address already in use")
 
-    monkeypatch.setattr(ex, "start_http_server", busy)
+    monkeypatch.setattr(ex, "serve", busy)
     assert ex.main(["--listen", "[::1]:9110", "--collect", "gpu"], run=FakeRunner({})) == 1
     err = capsys.readouterr().err
     assert "cannot listen on [::1]:9110: [Errno 98] Address already in use" in err and "fix:" in err
 
 
-def test_metrics_over_http():
-    """prometheus_client's own server on the private registry: what Prometheus scrapes."""
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def test_metrics_over_http():
+    """The server on the private registry: what Prometheus scrapes (loopback is always allowed)."""
+    port = free_port()
     registry, _ = ex.build_registry([ex.SlurmCollector(slurm_runner())])
-    server = ex.start_http_server(port, "127.0.0.1", registry)
+    server = ex.serve("127.0.0.1", port, ex.guarded_app(registry, frozenset({"10.0.0.5"})))
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     finally:
-        if isinstance(server, tuple):  # prometheus_client >= 0.20 returns (server, thread); 0.16 None
-            server[0].shutdown()
-            server[0].server_close()
+        server.shutdown()
+        server.server_close()
     assert samples(text)["ailab_slurm_daemon_up"] == {labels(daemon="slurmctld"): 1}
+
+
+@pytest.mark.parametrize(
+    ("remote", "allow", "ok"),
+    [
+        ("10.0.0.5", frozenset({"10.0.0.5"}), True),
+        ("10.0.0.9", frozenset({"10.0.0.5"}), False),  # a student on the front-end
+        ("127.0.0.1", frozenset({"10.0.0.5"}), True),
+        ("::1", frozenset({"10.0.0.5"}), True),
+        ("", frozenset({"10.0.0.5"}), False),
+        ("10.0.0.9", None, True),  # no --allow: anyone
+    ],
+)
+def test_only_the_allowed_scrapers_get_the_metrics(remote, allow, ok):
+    assert ex.may_scrape(remote, allow) is ok
+    registry, _ = ex.build_registry([ex.SlurmCollector(slurm_runner())])
+    status = []
+    environ = {"REMOTE_ADDR": remote, "REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""}
+    body = b"".join(ex.guarded_app(registry, allow)(environ, lambda s, h: status.append(s)))
+    assert status[0].startswith("200" if ok else "403"), status
+    assert (b"ailab_slurm_daemon_up" in body) is ok
+
+
+def test_allow_lists_addresses():
+    assert ex.parse_allow("10.0.0.5, 10.0.0.6") == frozenset({"10.0.0.5", "10.0.0.6"})
+    for bad in ("ctl01", ",", "10.0.0.300"):
+        with pytest.raises(ex.UsageError, match=r"--allow 10\.0\.0\.5"):
+            ex.parse_allow(bad)
 
 
 def test_subprocess_runner():
