@@ -6,6 +6,8 @@ ailab/nodetools/exporter.py).  Each file is built as plain data and written by o
 scrape targets, thresholds and mail route all come from the inventory:
 
 * ``prometheus.yml``: a scrape job per exporter, each target labelled ``instance: <inventory host>``;
+  Prometheus and Alertmanager listen on loopback (operators use an SSH tunnel), the exporters on the
+  cluster address, ailab-exporter answering the monitoring host alone (its job metrics name users);
 * ``ailab-rules.yml``: the alert rules (node down, drained, GPU drained by the health check, Slurm daemons,
   Ceph health and fullness, GPUs idle in a job, exporters down);
 * ``alertmanager.yml``: every alert mailed to ``ailab_monitoring.alerts_to`` through the front-end's MTA.
@@ -38,8 +40,12 @@ def _yaml(header: str, data: Any) -> str:
     return "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body
 
 
-def _target(host: Host, port: int) -> dict[str, Any]:
-    return {"targets": [f"{host.address}:{port}"], "labels": {"instance": str(host.name)}}
+def _target(host: Host, port: int, **labels: str) -> dict[str, Any]:
+    return {"targets": [f"{host.address}:{port}"], "labels": {"instance": str(host.name), **labels}}
+
+
+def _loopback(host: Host, port: int) -> dict[str, Any]:
+    return {"targets": [f"127.0.0.1:{port}"], "labels": {"instance": str(host.name)}}
 
 
 def _sorted(hosts: tuple[Host, ...]) -> list[Host]:
@@ -71,19 +77,16 @@ def prometheus_config(cluster: Cluster) -> dict[str, Any]:
     interval = f"{m.scrape_interval_s}s"
     monitors = _sorted(cluster.monitoring_hosts)
     jobs: list[dict[str, Any]] = [
-        {"job_name": "prometheus", "static_configs": [_target(h, PROMETHEUS_PORT) for h in monitors]},
-        # Alertmanager listens on loopback alone (no one else may silence alerts or post fake ones).
-        {
-            "job_name": "alertmanager",
-            "static_configs": [
-                {"targets": [f"127.0.0.1:{ALERTMANAGER_PORT}"], "labels": {"instance": str(h.name)}}
-                for h in monitors
-            ],
-        },
+        # Both listen on loopback alone: the job metrics name users and their jobs, which Slurm shows a
+        # student only for their own (PrivateData), and no one else may silence an alert.
+        {"job_name": "prometheus", "static_configs": [_loopback(h, PROMETHEUS_PORT) for h in monitors]},
+        {"job_name": "alertmanager", "static_configs": [_loopback(h, ALERTMANAGER_PORT) for h in monitors]},
         {
             "job_name": "node",
+            # ``node`` as well: the Slurm alerts name the node so, and a NodeDown inhibits them.
             "static_configs": [
-                _target(h, NODE_EXPORTER_PORT) for h in _sorted(tuple(cluster.hosts.values()))
+                _target(h, NODE_EXPORTER_PORT, node=str(h.name))
+                for h in _sorted(tuple(cluster.hosts.values()))
             ],
         },
         {
@@ -269,7 +272,7 @@ def alertmanager_config(cluster: Cluster) -> dict[str, Any]:
     receivers: list[dict[str, Any]] = [{"name": "nobody"}]
     route: dict[str, Any] = {
         "receiver": "nobody",
-        "group_by": ["alertname", "instance"],
+        "group_by": ["alertname", "instance", "node"],
         "group_wait": "30s",
         "group_interval": "5m",
         "repeat_interval": "12h",
@@ -296,7 +299,12 @@ def alertmanager_config(cluster: Cluster) -> dict[str, Any]:
             "source_matchers": ['alertname="NodeDown"'],
             "target_matchers": ['alertname=~"ExporterDown|GpuFellOffTheBus"'],
             "equal": ["instance"],
-        }
+        },
+        {
+            "source_matchers": ['alertname="NodeDown"'],
+            "target_matchers": ['alertname=~"SlurmNodeDown|SlurmNodeDrained"'],
+            "equal": ["node"],
+        },
     ]
     return config
 
@@ -324,6 +332,8 @@ def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
         "address": str(h.address),
         "node": str(h.name),
         "collectors": list(exporter_collectors(cluster, host)),
+        # Who may scrape ailab-exporter (besides loopback): the monitoring host.
+        "scrapers": [str(m.address) for m in _sorted(cluster.monitoring_hosts)] or ["127.0.0.1"],
         "slurmdbd": f"{controller.address}:{SLURMDBD_PORT}" if controller else "",
         "node_exporter_port": NODE_EXPORTER_PORT,
         "exporter_port": EXPORTER_PORT,

@@ -41,16 +41,17 @@ def test_every_host_runs_node_exporter_and_gpu_nodes_and_controllers_ours():
     cluster = model()
     scraped = jobs(cluster)
     node = {c["labels"]["instance"]: c["targets"] for c in scraped["node"]}
+    assert all(c["labels"]["node"] == c["labels"]["instance"] for c in scraped["node"])
     assert node == {h.name: [f"{h.address}:{monitoring.NODE_EXPORTER_PORT}"] for h in cluster.hosts.values()}
     ours = {c["labels"]["instance"] for c in scraped["ailab"]}
     assert ours == {"ctl", "t4-01", "t4-02", "a40-01"}  # not the front-end
     assert monitoring.exporter_collectors(cluster, "t4-01") == ("gpu",)
     assert monitoring.exporter_collectors(cluster, "ctl") == ("slurm",)
     assert monitoring.exporter_collectors(cluster, "fe") == ()
+    # Prometheus and Alertmanager are on loopback: the job metrics name users and their jobs.
     assert scraped["prometheus"] == [
-        {"targets": [f"10.0.0.2:{monitoring.PROMETHEUS_PORT}"], "labels": {"instance": "ctl"}}
+        {"targets": [f"127.0.0.1:{monitoring.PROMETHEUS_PORT}"], "labels": {"instance": "ctl"}}
     ]
-    # Alertmanager is on loopback: Prometheus, on the same host, is its only client.
     assert scraped["alertmanager"][0]["targets"] == [f"127.0.0.1:{monitoring.ALERTMANAGER_PORT}"]
     assert "ceph" not in scraped  # external Ceph and no ceph_exporters
 
@@ -89,6 +90,10 @@ def test_alerts_are_mailed_through_the_operations_front_end():
     assert config["route"]["receiver"] == "operators"
     (email,) = next(r for r in config["receivers"] if r["name"] == "operators")["email_configs"]
     assert email == {"to": "ops@example.org, oncall@example.org", "send_resolved": True}
+    # One mail per fault and node; a node that is down does not also page for its Slurm node.
+    assert config["route"]["group_by"] == ["alertname", "instance", "node"]
+    slurm = next(r for r in config["inhibit_rules"] if "SlurmNodeDown" in r["target_matchers"][0])
+    assert slurm["source_matchers"] == ['alertname="NodeDown"'] and slurm["equal"] == ["node"]
     # The front-end takes SMTP from the monitoring host alone; other front-ends and hosts take none.
     assert monitoring.host_settings(cluster, "fe")["smtp_clients"] == ["10.0.0.2"]
     assert monitoring.host_settings(cluster, "ctl")["smtp_clients"] == []
@@ -130,6 +135,10 @@ def test_host_settings_carry_the_one_source_of_ports():
         monitoring.EXPORTER_PORT,
     )
     assert monitoring.host_settings(cluster, "ctl")["monitoring_host"]
+    assert s["scrapers"] == ["10.0.0.2"]  # ailab-exporter answers the monitoring host (and loopback)
+    groups, hostvars = with_monitoring(monitors=())
+    alone, _ = build_cluster(groups, hostvars)
+    assert monitoring.host_settings(alone, "t4-01")["scrapers"] == ["127.0.0.1"]
 
 
 BAD = [
