@@ -36,6 +36,8 @@ class BenchResult:
     ram_mib: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     machine: dict[str, str] = field(default_factory=dict)
+    # --only-monitoring (ailab.monitoring_bench): scrape durations, the metrics stack's RAM and CPU.
+    monitoring: dict[str, dict] = field(default_factory=dict)
 
 
 def memory_of(container_id: str, root: Path = CGROUP_MEMORY) -> dict[str, float]:
@@ -55,6 +57,16 @@ def render_table(result: BenchResult) -> str:
     if result.ram_mib:
         total = sum(m["usage"] for m in result.ram_mib.values())
         rows.append(("RAM all nodes", f"{total:.0f} MiB"))
+    for what, row in result.monitoring.get("idle_resources", {}).items():
+        rows.append(
+            (
+                f"metrics stack: {what} ({row['processes']:.0f} processes)",
+                f"RSS {row['rss_mib']:.0f} MiB, PSS {row['pss_mib']:.0f} MiB, "
+                f"CPU {row['cpu_percent']:.2f} % of a core",
+            )
+        )
+    for target, seconds in result.monitoring.get("scrape_seconds", {}).items():
+        rows.append((f"scrape {target}", f"{seconds * 1000:.0f} ms"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{a:<{width}}  {b}" for a, b in rows]
     lines.insert(1, "-" * (width + 20))
@@ -431,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only-users", action="store_true", help="only the users run (no Docker, no simulated cluster)"
     )
     parser.add_argument(
+        "--only-monitoring",
+        action="store_true",
+        help="only the metrics stack's cost on the running, converged cluster (ailab.monitoring_bench)",
+    )
+    parser.add_argument(
         "--only-filters",
         type=int,
         metavar="N",
@@ -465,6 +482,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from simulator.api import Sim
     from simulator.plan import LABEL_IMAGE
+
+    if args.only_monitoring:
+        from ailab import monitoring_bench
+
+        result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
+        monitoring_bench.run(Sim(Path(args.inventory)), result)
+        return report(result, Path(args.json))
 
     if args.only_scale:
         result = BenchResult(machine={"cpus": str(_cpus()), "kernel": platform.release()})
