@@ -35,3 +35,10 @@ def test_cpu_is_the_tick_delta_over_the_window_in_percent_of_a_core():
     assert table["prometheus"] == {"processes": 1, "rss_mib": 60.0, "pss_mib": 40.0, "cpu_percent": 0.5}
     assert table["ailab-exporter"]["processes"] == 2 and table["ailab-exporter"]["cpu_percent"] == 0.5
     assert table["total"]["cpu_percent"] == 2.0
+
+
+def test_the_stopped_node_is_one_not_mailed_about_yet():
+    box = "Subject: [FIRING:1] NodeDown a40-01 a40-01 (ailab-sim node critical)\nSubject: hello NodeDown\n"
+    assert mb.quiet_node(["a40-01", "t4-01", "t4-02"], box) == "t4-01"
+    assert mb.quiet_node(["a40-01"], box) == "a40-01"
+    assert mb.quiet_node(["a40-01", "t4-01"], "") == "a40-01"
