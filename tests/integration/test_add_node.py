@@ -11,6 +11,7 @@ shared cluster is back as it was.  Marked ``lifecycle``: it runs after every oth
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ailab.monitoring import PROMETHEUS_PORT
 from ailab.playbook import run_playbook
 from tests.integration.conftest import INVENTORY, explain, record_timing
 
@@ -150,6 +152,19 @@ def test_adding_a_node_loses_no_job(sim, added):
         assert added["sim"].exec(host, f"getent hosts {name}", check=False).stdout.split()[:1] == [address], (
             host
         )
+
+    # Prometheus scrapes the new node's exporters (role metrics on it, role monitoring's prometheus.yml).
+    (monitor,) = sim.cluster.monitoring_hosts
+    targets = f"curl -fsS --max-time 10 http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/targets"
+
+    def scraped() -> set[str]:
+        data = json.loads(sim.exec(monitor.name, targets).stdout)["data"]["activeTargets"]
+        return {t["labels"]["job"] for t in data if t["labels"]["instance"] == name and t["health"] == "up"}
+
+    deadline = time.monotonic() + 120
+    while scraped() != {"node", "ailab"} and time.monotonic() < deadline:
+        time.sleep(3)
+    assert scraped() == {"node", "ailab"}, f"Prometheus does not scrape {name}'s exporters"
 
     new_job = sim.exec(
         fe,
