@@ -237,16 +237,6 @@ def _guard(func):
     return handler
 
 
-def _index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"GPU index must be a whole number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"GPU index must be 0 or more, not {value}")
-    return value
-
-
 def _whole(what: str):
     """An argparse type: a whole number 0 or more (the API checks the upper bound)."""
 
@@ -260,6 +250,9 @@ def _whole(what: str):
         return value
 
     return parse
+
+
+_index = _whole("GPU index")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
