@@ -35,6 +35,9 @@ RULES_FILE = "/etc/prometheus/ailab-rules.yml"
 GPU_HEALTH_REASON_PREFIX = "gpu-health:"
 
 
+HEADER = "Rendered by ailab-iac (ailab.monitoring) from the inventory; edits are overwritten."
+
+
 def _yaml(header: str, data: Any) -> str:
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=110)
     return "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body
@@ -100,7 +103,8 @@ def prometheus_config(cluster: Cluster) -> dict[str, Any]:
     ]
     ceph = ceph_targets(cluster)
     if ceph:
-        # The mgr exports the cluster's metrics once; the standby mgrs answer with no metrics.
+        # As Ceph's documentation asks: some of the mgr's series carry their own ``instance`` (the daemon's
+        # host), which must win over the target's.
         jobs.append({"job_name": "ceph", "honor_labels": True, "static_configs": ceph})
     return {
         "global": {
@@ -119,7 +123,7 @@ def prometheus_config(cluster: Cluster) -> dict[str, Any]:
 
 def render_prometheus_yml(cluster: Cluster, host: str | None = None) -> str:
     return _yaml(
-        "Rendered by ailab-iac (ailab.monitoring) from the inventory; edits are overwritten.",
+        HEADER,
         prometheus_config(cluster),
     )
 
@@ -251,7 +255,7 @@ def alert_rules(cluster: Cluster) -> dict[str, Any]:
 
 def render_alert_rules(cluster: Cluster, host: str | None = None) -> str:
     return _yaml(
-        "Rendered by ailab-iac (ailab.monitoring) from the inventory; edits are overwritten.",
+        HEADER,
         alert_rules(cluster),
     )
 
@@ -311,7 +315,7 @@ def alertmanager_config(cluster: Cluster) -> dict[str, Any]:
 
 def render_alertmanager_yml(cluster: Cluster, host: str | None = None) -> str:
     return _yaml(
-        "Rendered by ailab-iac (ailab.monitoring) from the inventory; edits are overwritten.",
+        HEADER,
         alertmanager_config(cluster),
     )
 
@@ -330,7 +334,6 @@ def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
     controller = next(iter(_sorted(cluster.controllers)), None)
     return {
         "address": str(h.address),
-        "node": str(h.name),
         "collectors": list(exporter_collectors(cluster, host)),
         # Who may scrape ailab-exporter (besides loopback): the monitoring host.
         "scrapers": [str(m.address) for m in _sorted(cluster.monitoring_hosts)] or ["127.0.0.1"],
@@ -339,7 +342,6 @@ def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
         "exporter_port": EXPORTER_PORT,
         "prometheus_port": PROMETHEUS_PORT,
         "alertmanager_port": ALERTMANAGER_PORT,
-        "ceph_mgr_port": CEPH_MGR_PORT,
         "retention_days": cluster.monitoring.retention_days,
         "monitoring_host": h.in_group("monitoring"),
         "smtp_clients": list(smtp_clients(cluster)) if mail_host(cluster) is h else [],
