@@ -63,6 +63,7 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
         "monitoring",
         [("ailab_render", (name,), {}) for name in ("ailab-rules.yml", "prometheus.yml", "alertmanager.yml")],
     ),
+    ("monitoring: idle-gpus.json", "monitoring", [("ailab_render", ("idle-gpus.json",), {})]),
 ]
 
 

@@ -162,6 +162,12 @@ class Policy:
     # running together, and running at once.  A job array counts one job per task.
     max_submit_jobs_per_user: int = 100
     max_jobs_per_user: int = 8
+    # Rule 6 for running jobs (ailab-idle-gpus on the monitoring host, every minute, from Prometheus): a job
+    # with a GPU at 0 % utilisation for ``idle_gpu_mail_minutes`` gets one mail to its owner (0: none); a job
+    # whose GPUs are all at 0 % for ``idle_gpu_cancel_minutes`` is cancelled and its owner told (opt-in, 0:
+    # never; longer than the mail's time, so the mail always comes first).
+    idle_gpu_mail_minutes: int = 60
+    idle_gpu_cancel_minutes: int = 0
     data_classification_levels: tuple[int, ...] = (0, 1)
     deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
     maintenance_notice_days: tuple[int, ...] = (30, 14, 1)

@@ -10,13 +10,16 @@ scrape targets, thresholds and mail route all come from the inventory:
   cluster address, ailab-exporter answering the monitoring host alone (its job metrics name users);
 * ``ailab-rules.yml``: the alert rules (node down, drained, GPU drained by the health check, Slurm daemons,
   Ceph health and fullness, GPUs idle in a job, exporters down);
-* ``alertmanager.yml``: every alert mailed to ``ailab_monitoring.alerts_to`` through the front-end's MTA.
+* ``alertmanager.yml``: every alert mailed to ``ailab_monitoring.alerts_to`` through the front-end's MTA;
+* ``idle-gpus.json``: the configuration of ailab-idle-gpus (ailab/nodetools/idlegpus.py), which mails the
+  owner of a job whose GPU stays idle and cancels it where the policy opts in (rule 6), through that MTA too.
 
 The ports are the Debian packages' defaults (and the one of ours); they are the only source the roles use.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -31,6 +34,7 @@ ALERTMANAGER_PORT = 9093
 CEPH_MGR_PORT = 9283  # the Ceph mgr's prometheus module
 SMTP_PORT = 25
 RULES_FILE = "/etc/prometheus/ailab-rules.yml"
+IDLE_GPUS_STATE = "/var/lib/ailab/idle-gpus.json"  # the jobs ailab-idle-gpus mailed about or cancelled
 # The drain reason prefix of the GPU health check (roles/slurm_compute/files/ailab-gpu-health).
 GPU_HEALTH_REASON_PREFIX = "gpu-health:"
 
@@ -320,9 +324,40 @@ def render_alertmanager_yml(cluster: Cluster, host: str | None = None) -> str:
     )
 
 
+def idle_gpus_mail(cluster: Cluster) -> bool:
+    """Whether the monitoring host runs ailab-idle-gpus (rule 6 for running jobs; the policy may say no)."""
+    policy = cluster.policy
+    return bool(cluster.monitoring_hosts and (policy.idle_gpu_mail_minutes or policy.idle_gpu_cancel_minutes))
+
+
+def idle_gpus_config(cluster: Cluster) -> dict[str, Any]:
+    """ailab-idle-gpus' configuration (read by ailab.nodetools.idlegpus.parse_config): the policy's windows,
+    Prometheus on loopback, the front-end's MTA and every user's address (the file is root's alone)."""
+    mta = mail_host(cluster)
+    monitor = next(iter(_sorted(cluster.monitoring_hosts)), None)
+    return {
+        "cluster": cluster.name,
+        "prometheus": f"http://127.0.0.1:{PROMETHEUS_PORT}",
+        "scrape_interval_s": cluster.monitoring.scrape_interval_s,
+        "mail_minutes": cluster.policy.idle_gpu_mail_minutes,
+        "cancel_minutes": cluster.policy.idle_gpu_cancel_minutes,
+        "smtp": f"{mta.address if mta else '127.0.0.1'}:{SMTP_PORT}",
+        "helo": str(monitor.name) if monitor else "localhost",
+        "mail_from": f"{cluster.name} <noreply@{cluster.domain or 'localhost'}>",
+        "support_email": cluster.policy.support_email,
+        "state": IDLE_GPUS_STATE,
+        "users": {u.name: u.email for u in sorted(cluster.users.values(), key=lambda u: u.name)},
+    }
+
+
+def render_idle_gpus_json(cluster: Cluster, host: str | None = None) -> str:
+    return json.dumps(idle_gpus_config(cluster), indent=1) + "\n"
+
+
 def smtp_clients(cluster: Cluster) -> tuple[str, ...]:
-    """The addresses the front-end's MTA takes SMTP from (role mail): the monitoring host's, if it mails."""
-    if not cluster.monitoring.alerts_to:
+    """The addresses the front-end's MTA takes SMTP from (role mail): the monitoring host's, if it mails
+    (alerts to the operators, or the idle-GPU mail to students)."""
+    if not (cluster.monitoring.alerts_to or idle_gpus_mail(cluster)):
         return ()
     return tuple(str(h.address) for h in _sorted(cluster.monitoring_hosts))
 
@@ -346,4 +381,5 @@ def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
         "monitoring_host": h.in_group("monitoring"),
         "smtp_clients": list(smtp_clients(cluster)) if mail_host(cluster) is h else [],
         "rules_file": RULES_FILE,
+        "idle_gpus": idle_gpus_mail(cluster) and h.in_group("monitoring"),
     }

@@ -369,6 +369,8 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
             "max_nodes_per_job",
             "max_submit_jobs_per_user",
             "max_jobs_per_user",
+            "idle_gpu_mail_minutes",
+            "idle_gpu_cancel_minutes",
             "data_classification_levels",
             "deletion",
             "maintenance_notice_days",
@@ -423,6 +425,10 @@ def parse_policy(raw: Any, problems: list[Problem]) -> Policy:
             "max_submit_jobs_per_user", defaults.max_submit_jobs_per_user, minimum=1
         ),
         max_jobs_per_user=r.integer("max_jobs_per_user", defaults.max_jobs_per_user, minimum=1),
+        idle_gpu_mail_minutes=r.integer("idle_gpu_mail_minutes", defaults.idle_gpu_mail_minutes, minimum=0),
+        idle_gpu_cancel_minutes=r.integer(
+            "idle_gpu_cancel_minutes", defaults.idle_gpu_cancel_minutes, minimum=0
+        ),
         data_classification_levels=r.int_list(
             "data_classification_levels", defaults.data_classification_levels
         ),

@@ -28,6 +28,7 @@ RENDERERS: dict[str, str] = {
     "prometheus.yml": "ailab.monitoring:render_prometheus_yml",
     "ailab-rules.yml": "ailab.monitoring:render_alert_rules",
     "alertmanager.yml": "ailab.monitoring:render_alertmanager_yml",
+    "idle-gpus.json": "ailab.monitoring:render_idle_gpus_json",
 }
 
 # The files whose text depends on the host they are for; every other renderer ignores ``host``, so the

@@ -127,6 +127,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_operations_host,
         check_backup,
         check_monitoring,
+        check_idle_gpus,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1397,6 +1398,58 @@ def check_monitoring(cluster: Cluster) -> list[Problem]:
                 f"set it to {max(1, -(-2 * m.scrape_interval_s // 60))} or more",
             )
         )
+    return out
+
+
+def check_idle_gpus(cluster: Cluster) -> list[Problem]:
+    """Rule 6 for running jobs (``ailab_policy.idle_gpu_mail_minutes`` / ``idle_gpu_cancel_minutes``): the
+    mail comes before a cancel, each window spans enough scrapes to tell an idle GPU from a lost scrape, and
+    a cancel has a host that may cancel (the monitoring host must be a Slurm controller)."""
+    out = []
+    where = "group_vars/all"
+    policy, interval = cluster.policy, cluster.monitoring.scrape_interval_s
+    mail, cancel = policy.idle_gpu_mail_minutes, policy.idle_gpu_cancel_minutes
+    if cancel and (not mail or cancel <= mail):
+        out.append(
+            Problem(
+                where,
+                "ailab_policy.idle_gpu_cancel_minutes",
+                f"is {cancel}, but the owner is mailed "
+                + (f"only after {mail} minutes" if mail else "never (idle_gpu_mail_minutes: 0)")
+                + ": a job would be cancelled without a warning",
+                f"set idle_gpu_cancel_minutes above idle_gpu_mail_minutes (e.g. {max(mail, 30) * 2}), "
+                "or 0 to never cancel",
+            )
+        )
+    least = max(1, -(-4 * interval // 60))  # four scrapes: one lost scrape is not an idle GPU
+    for key, minutes in (("idle_gpu_mail_minutes", mail), ("idle_gpu_cancel_minutes", cancel)):
+        if 0 < minutes < least:
+            out.append(
+                Problem(
+                    where,
+                    f"ailab_policy.{key}",
+                    f"is {minutes}: shorter than four scrapes ({interval} s each, "
+                    "ailab_monitoring.scrape_interval_s), too few samples to call a GPU idle",
+                    f"set it to {least} or more, or 0 to turn it off",
+                )
+            )
+    if cancel:
+        hosts = cluster.monitoring_hosts
+        if not hosts or not any(h.in_group(GROUP_CONTROLLER) for h in hosts):
+            out.append(
+                Problem(
+                    where,
+                    "ailab_policy.idle_gpu_cancel_minutes",
+                    f"is {cancel}, but "
+                    + (
+                        f"the monitoring host {hosts[0].name} is not a Slurm controller"
+                        if hosts
+                        else "no host is in group monitoring"
+                    )
+                    + ": ailab-idle-gpus runs there and cancels with scancel as root",
+                    "put the Slurm controller in group monitoring, or set idle_gpu_cancel_minutes: 0",
+                )
+            )
     return out
 
 
