@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from ailab.gpus import GPU_MODELS
-from ailab.model import Cluster, Hardware
+from ailab.model import Cluster, Hardware, Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -74,6 +74,20 @@ def diagram(cluster: Cluster) -> str:
     return "\n".join(lines)
 
 
+def minutes(n: int) -> str:
+    return f"{n} minute" if n == 1 else f"{n} minutes"
+
+
+def idle_gpu_rule(policy: Policy) -> str:
+    """The rules' line on running jobs holding an idle GPU (rule 6), with its line break; "" when off."""
+    if not policy.idle_gpu_mail_minutes:  # a cancel without the mail first is refused by the checks
+        return ""
+    line = f"- A running job with a GPU at 0 % for {minutes(policy.idle_gpu_mail_minutes)} gets one mail"
+    if policy.idle_gpu_cancel_minutes:
+        line += f"; one whose GPUs all stay at 0 % for {minutes(policy.idle_gpu_cancel_minutes)} is cancelled"
+    return line + ": release the GPUs you do not use (`scancel`).\n"
+
+
 def cluster_doc(cluster: Cluster, inventory: str) -> str:
     policy = cluster.policy
     gpus = sum(h.hardware.gpu.count for h in cluster.compute if h.hardware and h.hardware.gpu)
@@ -111,7 +125,7 @@ Jobs without `--time` get {policy.default_job_time}.
 of memory, a job spans at most {policy.max_nodes_per_job} node(s), and `--exclusive` and `--mem=0` are \
 refused: ask for what the job uses (also when a queued job is changed with `scontrol update`, which may \
 not drop its GPU either).
-- At most {policy.max_jobs_per_user} jobs per user run at a time (further ones wait: \
+{idle_gpu_rule(policy)}- At most {policy.max_jobs_per_user} jobs per user run at a time (further ones wait: \
 QOSMaxJobsPerUserLimit), and at most {policy.max_submit_jobs_per_user} may be queued or running (a job \
 array counts each task): further submissions are refused.
 - Other users' jobs and usage are not shown (`squeue`, `scontrol show job`, `sacct`, `sshare`).

@@ -80,3 +80,18 @@ def test_prometheus_and_alertmanager_answer_on_loopback_alone(host, cluster):
         f"curl -sS --max-time 5 -X POST http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/admin/tsdb/snapshot"
     )
     assert "admin APIs disabled" in out.stdout, out.stdout
+
+
+def test_the_idle_gpu_mail_runs_every_minute_with_a_private_configuration(host, cluster):
+    """Rule 6 for running jobs: ailab-idle-gpus' timer is active, its configuration (every user's address) is
+    root's alone and says what the policy says, and a run with no job at all does nothing and succeeds."""
+    timer = host.service("ailab-idle-gpus.timer")
+    assert timer.is_running and timer.is_enabled
+    config = host.file("/etc/ailab/idle-gpus.json")
+    assert (config.user, config.mode) == ("root", 0o600)
+    data = json.loads(config.content_string)
+    assert data["mail_minutes"] == cluster.policy.idle_gpu_mail_minutes
+    assert data["cancel_minutes"] == cluster.policy.idle_gpu_cancel_minutes
+    assert set(data["users"]) == set(cluster.users)
+    host.run_expect([0], "systemctl start ailab-idle-gpus.service")
+    assert host.run("/usr/local/sbin/ailab-idle-gpus --dry-run").stdout == ""
