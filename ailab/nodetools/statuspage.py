@@ -7,6 +7,9 @@ Run every minute by a systemd timer on the front-end; writes one static HTML pag
                   --out /run/ailab-status/index.html [--now YYYY-MM-DDTHH:MM] [--reservations FILE|-]
                   [--timeout 5]
 
+Installed by role frontend (ailab_monitoring.status_page) and run as an unprivileged system user: the
+exporter's Slurm figures name no user, and Slurm shows every user the reservations.
+
 Standard library only: this file is copied onto the front-end as it is, next to motd.py (whose
 ``next_deletion``, ``parse_reservations`` and ``read_reservations`` it uses).
 
@@ -17,10 +20,12 @@ From the controller's ailab-exporter (fetched with --timeout): ``ailab_slurm_gpu
 ``policy.deletion.month``/``day``, ``policy.support_email``, ``policy.extension_url`` and, optional,
 ``partitions``: ``[{"name": "gpu", "gpu_types": ["a40", "t4"]}, ...]`` -- the partitions students submit
 to, in inventory order, shown even without jobs (without the key: the partitions that have jobs).
-Maintenance windows are Slurm's MAINT reservations (as motd.py reads them).
+Maintenance windows are Slurm's MAINT reservations (``scontrol -o show reservation``, with --timeout; or
+the --reservations text), parsed as motd.py parses them.
 
 The page is replaced atomically.  Exit status: 0 page current; 1 page written but stale (the exporter
-could not be fetched or parsed, or its slurm collector failed: the page says so); 2 bad arguments.
+could not be fetched or parsed, its slurm collector failed, or scontrol failed: the page says so);
+2 bad arguments (nothing written).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import json
 import math
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -50,6 +57,8 @@ OUT_OF_SERVICE_STATES = ("down", "drained", "draining", "fail", "failing")
 
 # fetch(url, timeout) -> the exposition text; raises OSError/ValueError/HTTPException (tests inject one).
 Fetcher = Callable[[str, float], str]
+# query(timeout) -> `scontrol -o show reservation` output; raises OSError (tests inject one).
+Query = Callable[[float], str]
 
 
 class UsageError(Exception):
@@ -140,6 +149,7 @@ class StatusData:
     queue: tuple[QueueRow, ...] = ()
     out_of_service: tuple[NodeRow, ...] = ()
     stale: str = ""  # why the GPU, queue and node figures are unavailable ("" when they are current)
+    windows_error: str = ""  # why Slurm's maintenance reservations could not be read ("": windows is right)
     support_email: str = ""
     extension_url: str = ""
 
@@ -195,13 +205,23 @@ def queue_rows(samples: Sequence[Sample], partitions: Sequence[Mapping]) -> tupl
 
 
 def out_of_service(samples: Sequence[Sample]) -> tuple[NodeRow, ...]:
-    """Nodes that are drained, draining, down or failing, by name, with the drain reason."""
+    """Nodes that are drained, draining, down, failing or not responding, by name, with the drain reason
+    (the nodes whose GPUs the page counts as unavailable)."""
     states = {s.labels.get("node", ""): s.labels.get("state", "") for s in samples
               if s.name == "ailab_slurm_node_state" and s.value == 1}  # fmt: skip
     reasons = {s.labels.get("node", ""): s.labels.get("reason", "") for s in samples
                if s.name == "ailab_slurm_node_drained" and s.value == 1}  # fmt: skip
-    nodes = {n for n, state in states.items() if state in OUT_OF_SERVICE_STATES} | set(reasons)
-    return tuple(NodeRow(n, states.get(n, "drained"), reasons.get(n, "")) for n in sorted(nodes))
+    silent = {s.labels.get("node", "") for s in samples
+              if s.name == "ailab_slurm_node_flag" and s.labels.get("flag") == "not_responding"
+              and s.value == 1}  # fmt: skip
+    nodes = {n for n, state in states.items() if state in OUT_OF_SERVICE_STATES} | set(reasons) | silent
+    rows = []
+    for n in sorted(nodes):
+        state = states.get(n, "drained")
+        if state not in OUT_OF_SERVICE_STATES and n not in reasons:
+            state = "not responding"
+        rows.append(NodeRow(n, state, reasons.get(n, "")))
+    return tuple(rows)
 
 
 def build_status(
@@ -210,8 +230,10 @@ def build_status(
     windows: Iterable[motd.Window],
     samples: Sequence[Sample] = (),
     stale: str = "",
+    windows_error: str = "",
 ) -> StatusData:
-    """The page's content; without ``stale``, the exporter's figures come from ``samples``."""
+    """The page's content; without ``stale``, the exporter's figures come from ``samples``; without
+    ``windows_error``, ``windows`` are all of Slurm's maintenance windows."""
     policy = config["policy"]
     deletion = motd.next_deletion(now.date(), policy["deletion"]["month"], policy["deletion"]["day"])
     partitions = config.get("partitions") or ()
@@ -230,6 +252,7 @@ def build_status(
         deletion=deletion,
         windows=tuple(sorted((w for w in windows if w.end > now), key=lambda w: w.start)),
         stale=stale,
+        windows_error=windows_error,
         support_email=policy.get("support_email") or "",
         extension_url=policy.get("extension_url") or "",
         **figures,
@@ -239,7 +262,7 @@ def build_status(
 CSS = """body{font-family:sans-serif;max-width:50em;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse}th,td{padding:.2em .8em;border-bottom:1px solid #ccc;text-align:right}
 th:first-child,td:first-child{text-align:left}.free{font-weight:bold;color:#060}
-#stale{background:#fdd;border:1px solid #c00;padding:.5em}#updated{color:#666}"""
+#stale,.stale{background:#fdd;border:1px solid #c00;padding:.5em}#updated{color:#666}"""
 
 
 def _e(value: object) -> str:
@@ -309,7 +332,12 @@ def render_html(data: StatusData) -> str:
         else:
             out.append('<p id="out-of-service">All nodes in service.</p>')
     out.append("<h2>Maintenance</h2>")
-    if data.windows:
+    if data.windows_error:
+        out.append(
+            '<p id="maintenance" class="stale">The maintenance windows are unavailable: '
+            f"{_e(data.windows_error)}. Check <code>sinfo -T</code> on the front-end.</p>"
+        )
+    elif data.windows:
         out += ['<ul id="maintenance">', *(_window(w, data.now) for w in data.windows), "</ul>"]
     else:
         out.append('<p id="maintenance">No maintenance window is scheduled.</p>')
@@ -328,6 +356,21 @@ def render_html(data: StatusData) -> str:
         mail = _e(data.support_email)
         out.append(f'<p id="support">Questions: <a href="mailto:{mail}">{mail}</a></p>')
     return "\n".join([*out, "</body>", "</html>"]) + "\n"
+
+
+def query_reservations(timeout: float) -> str:
+    """``scontrol -o show reservation``; raises OSError saying why it could not be read."""
+    scontrol = shutil.which("scontrol")
+    if not scontrol:
+        raise OSError("scontrol is not installed")
+    try:
+        argv = [scontrol, "-o", "show", "reservation"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise OSError(f"scontrol did not answer within {timeout:g} s") from None
+    if result.returncode != 0:
+        raise OSError(f"scontrol exited {result.returncode}: {result.stderr.strip()[:200]}")
+    return result.stdout
 
 
 def fetch_metrics(url: str, timeout: float) -> str:
@@ -373,7 +416,7 @@ def _load_config(path: str) -> dict:
     return config
 
 
-def main(argv: list[str] | None = None, fetch: Fetcher | None = None) -> int:
+def main(argv: list[str] | None = None, fetch: Fetcher | None = None, query: Query | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exporter", required=True, help="URL of the controller's ailab-exporter /metrics")
     parser.add_argument("--config", default="/etc/ailab/policy.json")
@@ -395,13 +438,23 @@ def main(argv: list[str] | None = None, fetch: Fetcher | None = None) -> int:
         except ValueError:
             raise UsageError(f"--now: {args.now!r} is not YYYY-MM-DDTHH:MM") from None
         config = _load_config(args.config)
-        try:
-            windows = motd.parse_reservations(motd.read_reservations(args.reservations))
-        except OSError as e:
-            raise UsageError(f"--reservations: cannot read {args.reservations}: {e}") from None
+        reservations = None
+        if args.reservations:
+            try:
+                reservations = motd.read_reservations(args.reservations)
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"--reservations: cannot read {args.reservations}: {e}") from None
     except UsageError as e:
         print(f"statuspage: {e}", file=sys.stderr)
         return 2
+
+    windows_error = ""
+    if reservations is None:
+        try:
+            reservations = (query or query_reservations)(args.timeout)
+        except OSError as e:
+            reservations, windows_error = "", f"cannot read Slurm's reservations: {e}"
+    windows = motd.parse_reservations(reservations)
 
     samples: list[Sample] = []
     stale = ""
@@ -414,16 +467,16 @@ def main(argv: list[str] | None = None, fetch: Fetcher | None = None) -> int:
             samples = parse_exposition(text)
         except ExpositionError as e:
             stale = f"cannot parse the metrics of {args.exporter}: {e}"
-    data = build_status(config, now, windows, samples, stale)
+    data = build_status(config, now, windows, samples, stale, windows_error)
     try:
         write_atomically(out, render_html(data))
     except OSError as e:
         print(f"statuspage: --out: cannot write {out}: {e}", file=sys.stderr)
         return 2
-    if data.stale:
-        print(f"statuspage: page written without current figures: {data.stale}", file=sys.stderr)
-        return 1
-    return 0
+    problems = [p for p in (data.stale, data.windows_error) if p]
+    for problem in problems:
+        print(f"statuspage: page written without current figures: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
