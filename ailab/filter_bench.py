@@ -54,6 +54,11 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ("sshd (front-end): banner x2", "frontend", [("ailab_render", ("banner",), {})] * 2),
     ("frontend: policy.json", "frontend", [("ailab_render", ("policy.json",), {})]),
     ("frontend: user-slice.conf", "frontend", [("ailab_render", ("user-slice.conf",), {})]),
+    (
+        "frontend: status page",
+        "frontend",
+        [("ailab_status_page", (HOST, "/usr/local/lib/ailab", "/etc/ailab"), {})],
+    ),
     ("operations: ops.json", "frontend", [("ailab_ops_config", (), OPS)]),
     ("mail: SMTP clients", "frontend", [("ailab_monitoring", (HOST,), {})]),
     ("metrics: settings", "all", [("ailab_monitoring", (HOST,), {})]),

@@ -12,6 +12,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_operations_host(groups) }}              the front-end that runs the operations timers
 {{ hostvars | ailab_backup_config(groups, host, state_dir) }}  /etc/ailab/backup.json of role backup
 {{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
+{{ hostvars | ailab_status_page(groups, host, tools, conf) }}  the front-end's status page: nginx site, units
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
@@ -33,7 +34,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, backup, ceph, monitoring
+from ailab import ansible_bridge, backup, ceph, frontend, monitoring
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
 from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
@@ -63,6 +64,7 @@ MODEL_FILTERS = (
     "ailab_operations_host",
     "ailab_backup_config",
     "ailab_monitoring",
+    "ailab_status_page",
 )
 
 
@@ -195,6 +197,12 @@ def ailab_monitoring(hostvars, groups, host):
     return monitoring.host_settings(_cluster(hostvars, groups), str(host))
 
 
+def ailab_status_page(hostvars, groups, host, tools_dir, config_dir):
+    """The status page of front-end ``host`` (ailab/frontend.py): enabled, url, the nginx site and units."""
+    cluster = _cluster(hostvars, groups)
+    return frontend.status_page_settings(cluster, str(host), str(tools_dir), str(config_dir))
+
+
 def _split(users, record, source):
     try:
         return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
@@ -238,6 +246,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_operations_host": ailab_operations_host,
     "ailab_backup_config": ailab_backup_config,
     "ailab_monitoring": ailab_monitoring,
+    "ailab_status_page": ailab_status_page,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,

@@ -256,6 +256,20 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class StatusPageSettings:
+    """``ailab_monitoring.status_page``: the students' read-only status page, served by nginx on each
+    front-end's cluster address (role frontend; ailab.frontend renders its files): free and total GPUs per
+    class, the queue per partition, nodes out of service, maintenance windows and the next deletion date,
+    refreshed every minute from the controller's ailab-exporter and Slurm."""
+
+    enabled: bool = True
+    port: int = 80
+    # Networks (CIDR) whose machines may read the page; () = the cluster network: the smallest network
+    # holding every host's address (a simulated inventory: its subnet; ailab.frontend.cluster_network).
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """``ailab_monitoring``: Prometheus and Alertmanager on the host of group ``monitoring`` (ailab.monitoring
     renders their configuration).  Every node runs prometheus-node-exporter; compute nodes and controllers
@@ -272,6 +286,7 @@ class MonitoringSettings:
     # External Ceph: the mgr prometheus module's endpoints (host:port) to scrape; managed Ceph: the ceph
     # group's hosts, on the module's port (role ceph_cluster enables it).
     ceph_exporters: tuple[str, ...] = ()
+    status_page: StatusPageSettings = field(default_factory=StatusPageSettings)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ scrape targets, thresholds and mail route all come from the inventory:
 
 * ``prometheus.yml``: a scrape job per exporter, each target labelled ``instance: <inventory host>``;
   Prometheus and Alertmanager listen on loopback (operators use an SSH tunnel), the exporters on the
-  cluster address, ailab-exporter answering the monitoring host alone (its job metrics name users);
+  cluster address, ailab-exporter answering the monitoring host alone (its job metrics name users) and,
+  on a controller, also the front-ends (the status page reads its Slurm figures, which name no user);
 * ``ailab-rules.yml``: the alert rules (node down, drained, GPU drained by the health check, Slurm daemons,
   Ceph health and fullness, GPUs idle in a job, exporters down);
 * ``alertmanager.yml``: every alert mailed to ``ailab_monitoring.alerts_to`` through the front-end's MTA;
@@ -362,6 +363,14 @@ def smtp_clients(cluster: Cluster) -> tuple[str, ...]:
     return tuple(str(h.address) for h in _sorted(cluster.monitoring_hosts))
 
 
+def exporter_scrapers(cluster: Cluster, host: str) -> list[str]:
+    """The addresses ``host``'s ailab-exporter answers (``--allow``; loopback always)."""
+    scrapers = [str(m.address) for m in _sorted(cluster.monitoring_hosts)]
+    if cluster.monitoring.status_page.enabled and exporter_collectors(cluster, host) == ("slurm",):
+        scrapers += [str(f.address) for f in _sorted(cluster.frontends) if str(f.address) not in scrapers]
+    return scrapers or ["127.0.0.1"]
+
+
 def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
     """What roles metrics, monitoring, mail and ceph_cluster need to know about ``host``
     (the ``ailab_monitoring`` filter)."""
@@ -370,8 +379,10 @@ def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
     return {
         "address": str(h.address),
         "collectors": list(exporter_collectors(cluster, host)),
-        # Who may scrape ailab-exporter (besides loopback): the monitoring host.
-        "scrapers": [str(m.address) for m in _sorted(cluster.monitoring_hosts)] or ["127.0.0.1"],
+        # Who may scrape ailab-exporter (besides loopback): the monitoring host; and on a controller the
+        # front-ends too, for the status page (the slurm collector names no user; a host that also
+        # collects gpu does, and ailab.validate refuses the status page then).
+        "scrapers": exporter_scrapers(cluster, host),
         "slurmdbd": f"{controller.address}:{SLURMDBD_PORT}" if controller else "",
         "node_exporter_port": NODE_EXPORTER_PORT,
         "exporter_port": EXPORTER_PORT,

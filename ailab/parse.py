@@ -33,6 +33,7 @@ from ailab.model import (
     Project,
     SimSettings,
     SlurmSettings,
+    StatusPageSettings,
     User,
 )
 from ailab.problems import Problem
@@ -755,9 +756,18 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
             "idle_gpu_minutes",
             "cephfs_full_percent",
             "ceph_exporters",
+            "status_page",
         )
     )
     d = MonitoringSettings()
+    sp = r.child("status_page")
+    sp.unknown_keys(("enabled", "port", "allow"))
+    spd = StatusPageSettings()
+    status_page = StatusPageSettings(
+        enabled=sp.boolean("enabled", spd.enabled),
+        port=sp.integer("port", spd.port, minimum=1),
+        allow=sp.string_list("allow"),
+    )
     return MonitoringSettings(
         scrape_interval_s=r.integer("scrape_interval_s", d.scrape_interval_s, minimum=5),
         retention_days=r.integer("retention_days", d.retention_days, minimum=1),
@@ -767,6 +777,7 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
         idle_gpu_minutes=r.integer("idle_gpu_minutes", d.idle_gpu_minutes, minimum=1),
         cephfs_full_percent=r.integer("cephfs_full_percent", d.cephfs_full_percent, minimum=1),
         ceph_exporters=r.string_list("ceph_exporters"),
+        status_page=status_page,
     )
 
 

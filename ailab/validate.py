@@ -10,6 +10,7 @@ import zoneinfo
 from collections import defaultdict
 
 from ailab.ceph import MAX_AUTO_REPLICAS
+from ailab.frontend import cluster_network
 from ailab.gpus import known_models
 from ailab.model import (
     GROUP_CEPH,
@@ -128,6 +129,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_backup,
         check_monitoring,
         check_idle_gpus,
+        check_status_page,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1448,6 +1450,88 @@ def check_idle_gpus(cluster: Cluster) -> list[Problem]:
                     )
                     + ": ailab-idle-gpus runs there and cancels with scancel as root",
                     "put the Slurm controller in group monitoring, or set idle_gpu_cancel_minutes: 0",
+                )
+            )
+    return out
+
+
+# Ports the front-end already listens on (sshd, the MTA, node-exporter): the status page cannot have them.
+FRONTEND_PORTS = {22: "sshd", 25: "the MTA (role mail)", 9100: "prometheus-node-exporter"}
+
+
+def check_status_page(cluster: Cluster) -> list[Problem]:
+    """``ailab_monitoring.status_page``: a free port, networks that are networks and not everyone, the
+    simulator's host inside them, and a controller whose exporter names no user."""
+    page, out, where = cluster.monitoring.status_page, [], "group_vars/all"
+    key = "ailab_monitoring.status_page"
+    if not page.enabled:
+        return out
+    if page.port > 65535:
+        out.append(Problem(where, f"{key}.port", f"is {page.port}, not a TCP port", "use e.g. port: 80"))
+    elif page.port in FRONTEND_PORTS:
+        out.append(
+            Problem(
+                where,
+                f"{key}.port",
+                f"is {page.port}, which {FRONTEND_PORTS[page.port]} listens on",
+                "use another port, e.g. port: 80",
+            )
+        )
+    networks = []
+    for i, text in enumerate(page.allow):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            out.append(
+                Problem(
+                    where,
+                    f"{key}.allow[{i}]",
+                    f"{text!r} is not an address or network",
+                    "write an address or CIDR, e.g. 10.70.0.0/16, or remove allow for the cluster network",
+                )
+            )
+            continue
+        if net.prefixlen == 0:
+            out.append(
+                Problem(
+                    where,
+                    f"{key}.allow[{i}]",
+                    f"{text} is every address: the page is for the cluster network",
+                    "name the networks of the cluster and its users, e.g. 10.70.0.0/16, or remove allow",
+                )
+            )
+        networks.append(net)
+    net = cluster_network(cluster) if not page.allow else None
+    if net is not None:  # None: no valid address, or IPv4 and IPv6 mixed (check_hosts names them)
+        networks.append(net)
+    controllers = [h.name for h in cluster.controllers if h.in_group(GROUP_COMPUTE)]
+    if controllers:
+        out.append(
+            Problem(
+                where,
+                f"{key}.enabled",
+                f"is true, but the Slurm controller {controllers[0]} is also a compute node: its "
+                "ailab-exporter names users (job metrics), and the front-ends would have to read it",
+                "set ailab_monitoring.status_page.enabled: false, or run the controller on a host "
+                "outside group compute",
+            )
+        )
+    if cluster.sim is not None and networks:
+        try:
+            subnet = ipaddress.ip_network(cluster.sim.subnet)
+        except ValueError:
+            return out  # check_sim names the subnet
+        if subnet.version != 4 or subnet.prefixlen > 29:
+            return out  # likewise
+        gateway = next(subnet.hosts())
+        if not any(gateway in net for net in networks):
+            out.append(
+                Problem(
+                    where,
+                    f"{key}.allow",
+                    f"does not contain {gateway}, the address this machine (whose browser the tests use) "
+                    f"has on {cluster.sim.subnet}",
+                    f"add {gateway}/32 to {key}.allow, or remove allow for the cluster network",
                 )
             )
     return out

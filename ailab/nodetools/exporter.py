@@ -618,7 +618,7 @@ def guarded_app(registry: CollectorRegistry, allow: frozenset[str] | None) -> Ca
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not may_scrape(environ.get("REMOTE_ADDR", ""), allow):
             start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            return [b"ailab-exporter: only the monitoring host may scrape (--allow)\n"]
+            return [b"ailab-exporter: only the hosts of --allow may scrape\n"]
         return metrics(environ, start_response)
 
     return app
