@@ -65,6 +65,13 @@ def render_table(result: BenchResult) -> str:
                 f"CPU {row['cpu_percent']:.2f} % of a core",
             )
         )
+    for unit, row in result.monitoring.get("timer_units", {}).items():
+        rows.append(
+            (
+                f"every minute: {unit}",
+                f"{row['cpu_seconds_per_run']:.2f} s CPU a run, {row['cpu_percent']:.2f} % of a core",
+            )
+        )
     for target, seconds in result.monitoring.get("scrape_seconds", {}).items():
         rows.append((f"scrape {target}", f"{seconds * 1000:.0f} ms"))
     width = max(len(r[0]) for r in rows)

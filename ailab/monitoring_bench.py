@@ -4,6 +4,9 @@ Issue 13's numbers: the scrape duration of every target (Prometheus' own ``scrap
 averaged over the last minutes), the memory and CPU of Prometheus, Alertmanager and every exporter on every
 node while idle (RSS and PSS from /proc, CPU from utime+stime over a window), and the time from stopping a
 compute node to the NodeDown mail in the operators' mailbox (root's on the front-end in the simulator).
+The oneshot units that timers start every minute (the students' status page on the front-ends,
+ailab-idle-gpus on the monitoring host) have no resident process: their cost is systemd's CPU accounting of
+one run (CPUUsageNSec, the units set CPUAccounting=yes) spread over the minute, and no idle memory.
 
 The cluster must be up and converged (`make up`); a stopped node is started again.
 """
@@ -15,6 +18,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from ailab.frontend import STATUS_PAGE_UNIT
 from ailab.monitoring import PROMETHEUS_PORT
 
 # Processes of the metrics stack, by the name in /proc/PID/comm (python3 runs ailab-exporter).
@@ -24,6 +28,8 @@ STACK = {
     "prometheus-node": "node-exporter",
 }
 EXPORTER_MARK = "ailab-exporter"
+# Oneshot units started by a timer, with how often they run (seconds).
+TIMER_UNITS = {f"{STATUS_PAGE_UNIT}.service": 60, "ailab-idle-gpus.service": 60}
 CLK_TCK = 100
 
 # Prints "comm|cmdline|rss_kib|pss_kib|utime+stime ticks" for every process (run inside a node).
@@ -133,11 +139,41 @@ def resources(sim, seconds: float = 60.0) -> dict[str, dict[str, float]]:
     return summarise({n: (before[n], after[n]) for n in before}, elapsed)
 
 
+def parse_unit_cpu(text: str) -> dict[str, float]:
+    """``systemctl show -p Id -p CPUUsageNSec UNIT...`` -> unit: CPU seconds of its last run (units that
+    did not run, or without accounting, are left out)."""
+    out, unit = {}, ""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "Id":
+            unit = value
+        elif key == "CPUUsageNSec" and unit and value.isdigit():
+            out[unit] = int(value) / 1e9
+    return out
+
+
+def timer_units(sim) -> dict[str, dict[str, float]]:
+    """``host/unit`` -> CPU seconds of the last run, and that spread over its interval (% of a core)."""
+    out = {}
+    units = " ".join(TIMER_UNITS)
+    for name in sorted(sim.cluster.hosts):
+        shown = sim.exec(
+            name, f"systemctl show -p Id -p CPUUsageNSec {units}", timeout=60, check=False
+        ).stdout
+        for unit, seconds in parse_unit_cpu(shown).items():
+            out[f"{name}/{unit}"] = {
+                "cpu_seconds_per_run": round(seconds, 3),
+                "cpu_percent": round(100 * seconds / TIMER_UNITS[unit], 2),
+            }
+    return out
+
+
 def run(sim, result, window: float = 60.0) -> None:
     """Fill ``result`` (an ailab.bench.BenchResult): scrape durations, the stack's RAM and CPU, and the
     time from a node stop to its alert mail."""
     result.monitoring["scrape_seconds"] = scrape_durations(sim)
     result.monitoring["idle_resources"] = resources(sim, window)
+    result.monitoring["timer_units"] = timer_units(sim)
     mailbox = sim.exec(
         sim.cluster.operations_host, "cat /var/mail/root 2>/dev/null || true", timeout=60
     ).stdout

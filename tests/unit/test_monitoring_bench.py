@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ailab import monitoring_bench as mb
+from ailab.bench import BenchResult, render_table
 
 SAMPLE = """\
 systemd|/sbin/init |12000|3000|900|1
@@ -42,3 +43,18 @@ def test_the_stopped_node_is_one_not_mailed_about_yet():
     assert mb.quiet_node(["a40-01", "t4-01", "t4-02"], box) == "t4-01"
     assert mb.quiet_node(["a40-01"], box) == "a40-01"
     assert mb.quiet_node(["a40-01", "t4-01"], "") == "a40-01"
+
+
+def test_timer_units_cost_their_last_runs_cpu_spread_over_the_minute():
+    shown = (
+        "Id=ailab-status-page.service\nCPUUsageNSec=120000000\n\n"
+        "Id=ailab-idle-gpus.service\nCPUUsageNSec=[not set]\n"
+    )
+    assert mb.parse_unit_cpu(shown) == {"ailab-status-page.service": 0.12}
+    result = BenchResult()
+    result.monitoring["timer_units"] = {
+        "fe01/ailab-status-page.service": {"cpu_seconds_per_run": 0.12, "cpu_percent": 0.2}
+    }
+    assert "every minute: fe01/ailab-status-page.service  0.12 s CPU a run, 0.20 % of a core" in render_table(
+        result
+    )
