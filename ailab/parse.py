@@ -749,6 +749,7 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
             "idle_gpu_minutes",
             "cephfs_full_percent",
             "ceph_exporters",
+            "job_gpu_stats",
         )
     )
     d = MonitoringSettings()
@@ -761,6 +762,7 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
         idle_gpu_minutes=r.integer("idle_gpu_minutes", d.idle_gpu_minutes, minimum=1),
         cephfs_full_percent=r.integer("cephfs_full_percent", d.cephfs_full_percent, minimum=1),
         ceph_exporters=r.string_list("ceph_exporters"),
+        job_gpu_stats=r.boolean("job_gpu_stats", d.job_gpu_stats),
     )
 
 

@@ -28,6 +28,7 @@ RENDERERS: dict[str, str] = {
     "prometheus.yml": "ailab.monitoring:render_prometheus_yml",
     "ailab-rules.yml": "ailab.monitoring:render_alert_rules",
     "alertmanager.yml": "ailab.monitoring:render_alertmanager_yml",
+    "jobstats-epilog": "ailab.monitoring:render_jobstats_epilog",
 }
 
 # The files whose text depends on the host they are for; every other renderer ignores ``host``, so the
