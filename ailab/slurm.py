@@ -379,6 +379,8 @@ def slurm_conf_settings(cluster: Cluster) -> list[Line]:
         "# out on purpose: it needs sched_setaffinity rights that containers lack and drains such nodes.",
         ("ProctrackType", "proctrack/cgroup"),
         ("TaskPlugin", "task/cgroup"),
+        # jobacct_gather/cgroup reads each step process's /proc/PID/stat and /proc/PID/io (as root: needs
+        # CAP_SYS_PTRACE, roles/slurm_compute/README.md), then the task cgroup's memory.stat: MaxRSS.
         ("JobAcctGatherType", "jobacct_gather/cgroup"),
         ("JobAcctGatherFrequency", "30"),
         "# Every job gets an 'extern' step at allocation time: pam_slurm_adopt (role compute_login) adopts a",
