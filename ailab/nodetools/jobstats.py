@@ -218,8 +218,10 @@ class Job:
     def max_rss(self) -> int | None:
         """The largest MaxRSS of the job's steps; None when no step that runs the job's work (the batch
         script, srun steps: not ``extern``, which only holds a placeholder and adopted SSH sessions) has one
-        -- Slurm recorded no memory figure then, and the extern step's few KiB would mislead."""
-        if not any(s.max_rss is not None for s in self.steps if not s.extern):
+        -- Slurm recorded no memory figure then, and the extern step's few KiB would mislead.  A MaxRSS of 0
+        is no figure either: slurmstepd samples every JobAcctGatherFrequency seconds, and a step that ended
+        before its first sample is stored as 0 (no running process has an RSS of 0)."""
+        if not any(s.max_rss for s in self.steps if not s.extern):
             return None
         return max(s.max_rss for s in self.steps if s.max_rss is not None)
 

@@ -74,8 +74,9 @@ def test_finished_jobs_from_real_sacct():
     # AllocTRES mem (what the job got: DefMemPerGPU x 2), not ReqMem (500M).
     assert five.mem_requested == 2000 << 20 and five.gpus_allocated == 2
     assert [s.jobid for s in five.steps] == ["5.batch", "5.extern", "5.0"]
-    # The simulator's Slurm records no MaxRSS for the batch step; the extern step's few KiB must not pose as
-    # the job's peak.
+    # Captured while slurmstepd could not read the job's processes (simulator compute nodes without
+    # CAP_SYS_PTRACE, simulator/plan.py): no MaxRSS for the batch step; the extern step's few KiB must not
+    # pose as the job's peak.
     assert five.max_rss is None
     assert js.parse_summary(five.admin_comment) is None
     assert js.parse_summary(jobs["8"].admin_comment) == [js.GpuFigure("hj-t4-01", 0, 48.0, 2048.0, 4)]
@@ -128,7 +129,8 @@ def test_a_running_job_from_real_sacct_sstat_scontrol_and_nvidia_smi():
         ("9.batch", None, None),
     ]
     running = js.Job(**{**job.__dict__, "steps": tuple(steps), "total_cpu": None})
-    # Only the extern step has figures: nothing the job's work did was recorded.
+    # Only the extern step has figures (captured without CAP_SYS_PTRACE): nothing the job's work did was
+    # recorded.
     assert running.cpu_time is None and running.max_rss is None
     indexes = js.parse_gpu_indexes(data("running-scontrol.txt"))
     assert indexes == {"hj-t4-02": [0, 1]}
@@ -140,6 +142,38 @@ def test_a_running_job_from_real_sacct_sstat_scontrol_and_nvidia_smi():
     text = js.report(running, gpus, js.gpu_note(running, gpus))
     assert "RUNNING" in text and "so far" in text and "hj-t4-02 GPU 0: 90 % now, 4.0 GiB used" in text
     assert "hj-t4-02 GPU 1 (10 %) is busy less than 30 % use; use fewer GPUs" in text
+
+
+def memory_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.strip().startswith("Memory"))
+
+
+def test_memory_peaks_from_real_sacct_and_sstat():
+    """Captured on the simulator with the fix (compute nodes with CAP_SYS_PTRACE): job 7 held ~200 MiB for
+    60 s, job 6 held 120 MiB for 6 s, which ended before slurmstepd's first sample (30 s)."""
+    jobs = {j.jobid: j for j in js.parse_sacct(data("memory-sacct.txt"))}
+    seven, six = jobs["7"], jobs["6"]
+    # 7.batch: 208532K; 7.extern and the 0 s srun step 7.0 (jobstats' own nvidia-smi): 0, never sampled.
+    assert [s.max_rss for s in seven.steps] == [208532 << 10, 0, 0]
+    assert seven.max_rss == 208532 << 10 and seven.mem_requested == 1000 << 20
+    line = memory_line(js.report(seven, js.parse_summary(seven.admin_comment)))
+    assert "1000.0 MiB" in line and "203.6 MiB peak" in line and line.endswith("20 %")
+    # Stored as 0, not empty: a step that ended before its first sample.  No process has an RSS of 0, so
+    # it is no figure: the line must not claim a peak of 0 B (0 %).
+    assert [s.max_rss for s in six.steps] == [0, 0] and six.max_rss is None
+    line = memory_line(js.report(six, js.parse_summary(six.admin_comment)))
+    assert "peak not recorded by Slurm" in line and line.endswith("n/a")
+
+    # The same job running, 20 s in: sstat makes slurmstepd sample now, before its first 30 s sample.
+    (running,) = js.parse_sacct(data("running-memory-sacct.txt"))
+    steps = js.parse_sstat(data("running-memory-sstat.txt"))
+    assert [(s.jobid, s.max_rss, s.total_cpu) for s in steps] == [
+        ("7.extern", 0, 0.0),
+        ("7.batch", 208532 << 10, 0.0),
+    ]
+    running = js.Job(**{**running.__dict__, "steps": tuple(steps), "total_cpu": None})
+    text = js.report(running, [], "")
+    assert "so far" in text and memory_line(text).endswith("20 %") and "203.6 MiB peak" in text
 
 
 @pytest.mark.parametrize(
