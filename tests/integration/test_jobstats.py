@@ -38,6 +38,22 @@ def state(sim, ctl: str, job: str) -> str:
     return sim.exec(ctl, f"sacct -X -n -P -j {job} -o State").stdout.strip().split(" ")[0]
 
 
+# The memory line: "<size> peak   <percentage>" (human_bytes of the largest MaxRSS, its share of the memory).
+PEAK = re.compile(r"([0-9.]+) (MiB|GiB) peak\s+([0-9]+) %")
+
+
+def peak_mib(line: str) -> tuple[float, int] | None:
+    """(the peak in MiB, its percentage of the allocation) printed on jobstats' Memory line."""
+    match = PEAK.search(line)
+    if not match:
+        return None
+    return float(match.group(1)) * (1024 if match.group(2) == "GiB" else 1), int(match.group(3))
+
+
+def memory_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip().startswith("Memory")), "")
+
+
 def test_jobstats_of_a_finished_gpu_job(sim, fe, ctl):
     node = sorted((h for h in sim.cluster.compute if h.hardware.gpu.model == "t4"), key=lambda h: h.name)[0]
     # Every GPU of the node carries the load from the start, so each sample of the job's GPU (whichever
@@ -51,17 +67,21 @@ def test_jobstats_of_a_finished_gpu_job(sim, fe, ctl):
         detail = sim.exec(ctl, f"scontrol -d -o show job {job}").stdout
         gpu = detail.split("(IDX:", 1)[1].split(")", 1)[0]
 
-        # Running: the job's own GPU, now, through srun --overlap as the student.
+        # Running: the job's own GPU, now, through srun --overlap as the student; its memory peak so far
+        # (sstat makes slurmstepd sample at once; the script holds its 200 MiB within a second of starting).
         now = wait_for(
             "jobstats of the running job",
             lambda: (
                 (r := sim.exec(fe, f"jobstats {job}", user="student1", check=False)).returncode == 0
                 and "% now" in r.stdout
+                and peak_mib(memory_line(r.stdout))
                 and r.stdout
             ),
             timeout=60,
         )
         assert "RUNNING" in now and f"{node.name} GPU {gpu}: {LOAD} % now, 3.0 GiB used" in now, now
+        so_far = peak_mib(memory_line(now))
+        assert so_far and 150 <= so_far[0] <= 400, now
 
         wait_for(f"job {job} finished", lambda: state(sim, ctl, job) in TERMINAL, timeout=150)
         comment = wait_for(
@@ -88,6 +108,10 @@ def test_jobstats_of_a_finished_gpu_job(sim, fe, ctl):
     # Memory: what the job was given (DefMemPerGPU), and its peak as far as Slurm recorded it.
     given = human_bytes(sim.cluster.slurm.def_mem_per_gpu_mb << 20)
     assert re.match(rf"\s*Memory\s+{re.escape(given)}\s+.*peak", lines["Memory"]), text
+    # The peak Slurm recorded (MaxRSS of the batch step): the 200 MiB the script held, and its percentage.
+    peak = peak_mib(lines["Memory"])
+    assert peak and 150 <= peak[0] <= 400, text
+    assert abs(peak[1] - peak[0] / sim.cluster.slurm.def_mem_per_gpu_mb * 100) <= 1, text
     # GPU: the average over the job's samples is the load that was set, its peak memory the memory.
     average = re.search(rf"{node.name} GPU {gpu}: (\d+) % average, 3\.0 GiB peak", lines["GPU"])
     assert average and abs(int(average.group(1)) - LOAD) <= 2, text
