@@ -41,6 +41,7 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ("slurm_controller: slurmdbd.conf", "slurm_controller", [("ailab_render", ("slurmdbd.conf",), {})]),
     ("slurm_controller: slurm.conf", "slurm_controller", [("ailab_render", ("slurm.conf",), {})]),
     ("slurm_controller: job_submit.lua", "slurm_controller", [("ailab_render", ("job_submit.lua",), {})]),
+    ("slurm_controller: jobstats-epilog", "slurm_controller", [("ailab_render", ("jobstats-epilog",), {})]),
     ("slurm_controller: reload (slurm.conf)", "slurm_controller", [("ailab_render", ("slurm.conf",), {})]),
     ("slurm_controller: accounting", "slurm_controller", [("ailab_render", ("slurm-accounting.json",), {})]),
     (

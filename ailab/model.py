@@ -287,6 +287,11 @@ class MonitoringSettings:
     # group's hosts, on the module's port (role ceph_cluster enables it).
     ceph_exporters: tuple[str, ...] = ()
     status_page: StatusPageSettings = field(default_factory=StatusPageSettings)
+    # The GPU figures of finished jobs (jobstats): the controller's EpilogSlurmctld asks Prometheus, on its
+    # loopback, for each job's GPU use and stores it in the job's accounting record.  Needs the monitoring
+    # host to be the Slurm controller (ailab.validate says so); false: jobstats shows no GPU figures of
+    # finished jobs.
+    job_gpu_stats: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from ailab.model import Cluster, Host
-from ailab.slurm import SLURMDBD_PORT
+from ailab.slurm import JOBSTATS_TOOL, SLURMDBD_PORT, job_gpu_stats
 
 NODE_EXPORTER_PORT = 9100
 EXPORTER_PORT = 9110  # ailab-exporter (GPUs, jobs' GPUs, Slurm)
@@ -394,3 +394,22 @@ def host_settings(cluster: Cluster, host: str) -> dict[str, Any]:
         "rules_file": RULES_FILE,
         "idle_gpus": idle_gpus_mail(cluster) and h.in_group("monitoring"),
     }
+
+
+def render_jobstats_epilog(cluster: Cluster, host: str | None = None) -> str:
+    """The EpilogSlurmctld wrapper (slurm.conf names a program, without arguments): jobstats' epilog,
+    asking Prometheus on the controller's loopback (ailab.slurm.job_gpu_stats).  Without it, a wrapper that
+    does nothing, so a stale EpilogSlurmctld never fails."""
+    head = "#!/bin/sh\n# " + HEADER + "\n"
+    if not job_gpu_stats(cluster):
+        return (
+            head
+            + "# ailab_monitoring.job_gpu_stats is off, or Prometheus does not run on the controller.\n"
+            + "exit 0\n"
+        )
+    interval = cluster.monitoring.scrape_interval_s
+    return head + (
+        "# slurmctld runs this as SlurmUser when a job ends: its GPU figures go into its AdminComment.\n"
+        f"exec /usr/bin/python3 {JOBSTATS_TOOL} epilog --prometheus http://127.0.0.1:{PROMETHEUS_PORT} "
+        f"--scrape-interval {interval}\n"
+    )

@@ -757,6 +757,7 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
             "cephfs_full_percent",
             "ceph_exporters",
             "status_page",
+            "job_gpu_stats",
         )
     )
     d = MonitoringSettings()
@@ -778,6 +779,7 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
         cephfs_full_percent=r.integer("cephfs_full_percent", d.cephfs_full_percent, minimum=1),
         ceph_exporters=r.string_list("ceph_exporters"),
         status_page=status_page,
+        job_gpu_stats=r.boolean("job_gpu_stats", d.job_gpu_stats),
     )
 
 

@@ -29,6 +29,7 @@ RENDERERS: dict[str, str] = {
     "ailab-rules.yml": "ailab.monitoring:render_alert_rules",
     "alertmanager.yml": "ailab.monitoring:render_alertmanager_yml",
     "idle-gpus.json": "ailab.monitoring:render_idle_gpus_json",
+    "jobstats-epilog": "ailab.monitoring:render_jobstats_epilog",
 }
 
 # The files whose text depends on the host they are for; every other renderer ignores ``host``, so the

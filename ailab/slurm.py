@@ -34,6 +34,10 @@ HEALTH_CHECK_PROGRAM = "/usr/local/sbin/ailab-gpu-health"
 HEALTH_CHECK_CONFIG = f"{CONF_DIR}/gpu-health.json"
 HEALTH_CHECK_INTERVAL = 30  # seconds; slurmd also runs it once when it starts
 HEALTH_REASON_PREFIX = "gpu-health:"  # the health check only resumes nodes whose drain reason starts so
+# jobstats (ailab/nodetools/jobstats.py): installed on the front-end and the controller; on the controller
+# slurmctld runs the epilog wrapper (as SlurmUser) when a job ends, to store its GPU figures.
+JOBSTATS_TOOL = "/usr/local/lib/ailab/jobstats.py"
+JOBSTATS_EPILOG = "/usr/local/sbin/ailab-jobstats-epilog"
 GPU_DEVICE = "/dev/nvidia{index}"  # character devices 195:N, as the NVIDIA driver creates them
 # The QOS every association gets: caps GPUs per user (ailab_policy.max_gpus_per_user) and jobs per user
 # (max_jobs_per_user running, max_submit_jobs_per_user queued and running; an array counts per task).
@@ -97,6 +101,9 @@ RESTART_KEYS = DOCUMENTED_RESTART_KEYS | frozenset(
         "AccountingStorageTRES",  # a new TRES (gres/gpu:<model>) is registered when slurmctld starts
         "AccountingStorageType",
         "ClusterName",
+        # prep/script reads it when slurmctld starts: on 22.05 a reconfigure shows the new value in `scontrol
+        # show config` but never runs the program (tried on the simulator).
+        "EpilogSlurmctld",
         "JobAcctGatherType",
         "MpiDefault",
         "PriorityType",
@@ -159,6 +166,7 @@ MODEL_KEYS: dict[str, str] = {
     "SelectTypeParameters": "the consumable GPUs, cores and memory that ailab_policy's per-GPU caps rely on",
     "HealthCheckProgram": "the GPU health check of role slurm_compute",
     "HealthCheckNodeState": "the GPU health check of role slurm_compute",
+    "EpilogSlurmctld": "the GPU figures of finished jobs for jobstats (ailab_monitoring.job_gpu_stats)",
 }
 # The same for cgroup.conf (ailab_slurm.extra_cgroup_config).
 CGROUP_MODEL_KEYS: dict[str, str] = {
@@ -333,6 +341,18 @@ def controller(cluster: Cluster) -> Host:
     return controllers[0]
 
 
+def job_gpu_stats(cluster: Cluster) -> bool:
+    """Whether slurmctld stores each finished job's GPU figures (EpilogSlurmctld): asked for, and the one
+    monitoring host (Prometheus, on loopback) is the controller.  ailab.validate refuses the other case."""
+    monitors = cluster.monitoring_hosts
+    return (
+        cluster.monitoring.job_gpu_stats
+        and len(monitors) == 1
+        and len(cluster.controllers) == 1
+        and monitors[0].name == cluster.controllers[0].name
+    )
+
+
 def slurm_conf_settings(cluster: Cluster) -> list[Line]:
     """slurm.conf's settings before the operator's extra_config, the nodes and the partitions."""
     ctl = controller(cluster)
@@ -359,6 +379,8 @@ def slurm_conf_settings(cluster: Cluster) -> list[Line]:
         "# out on purpose: it needs sched_setaffinity rights that containers lack and drains such nodes.",
         ("ProctrackType", "proctrack/cgroup"),
         ("TaskPlugin", "task/cgroup"),
+        # jobacct_gather/cgroup reads each step process's /proc/PID/stat and /proc/PID/io (as root: needs
+        # CAP_SYS_PTRACE, roles/slurm_compute/README.md), then the task cgroup's memory.stat: MaxRSS.
         ("JobAcctGatherType", "jobacct_gather/cgroup"),
         ("JobAcctGatherFrequency", "30"),
         "# Every job gets an 'extern' step at allocation time: pam_slurm_adopt (role compute_login) adopts a",
@@ -403,6 +425,13 @@ def slurm_conf_settings(cluster: Cluster) -> list[Line]:
         ("AccountingStorageTRES", accounting_tres(cluster)),
         ("JobCompType", "jobcomp/none"),
     ]
+    if job_gpu_stats(cluster):
+        settings += [
+            "",
+            "# When a job ends, its GPU figures (average use, peak memory) from Prometheus on this host go",
+            "# into its AdminComment for jobstats (ailab_monitoring.job_gpu_stats); always exits 0.",
+            ("EpilogSlurmctld", JOBSTATS_EPILOG),
+        ]
     if s.config_overrides:
         settings += [
             "",

@@ -1390,6 +1390,19 @@ def check_monitoring(cluster: Cluster) -> list[Problem]:
                 "set it to 300 or less, e.g. 30",
             )
         )
+    controllers = {h.name for h in cluster.controllers}
+    if m.job_gpu_stats and len(hosts) == 1 and hosts[0].name not in controllers:
+        out.append(
+            Problem(
+                "inventory",
+                "monitoring",
+                f"{hosts[0].name} runs Prometheus but is not the Slurm controller: the GPU figures of "
+                "finished jobs (jobstats) are stored by the controller's EpilogSlurmctld, which asks "
+                "Prometheus on its own loopback (Prometheus listens there alone)",
+                "put the Slurm controller in group monitoring, or set ailab_monitoring.job_gpu_stats: false "
+                "(jobstats then shows CPU and memory of finished jobs, and no GPU figures)",
+            )
+        )
     if m.node_down_minutes * 60 < 2 * m.scrape_interval_s:
         out.append(
             Problem(

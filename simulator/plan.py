@@ -3,7 +3,7 @@ the model, so what the simulator will do can be tested (and read) without a Dock
 
 from __future__ import annotations
 
-from ailab.model import GROUP_CEPH, GROUP_CONTROLLER, Cluster, Host, SimSettings
+from ailab.model import GROUP_CEPH, GROUP_COMPUTE, GROUP_CONTROLLER, Cluster, Host, SimSettings
 
 # Labels mark what the simulator created; `down` removes exactly what carries its prefix label.
 LABEL_PREFIX = "ailab.sim.prefix"
@@ -28,6 +28,11 @@ SYSTEMD_ARGS = (
     "--stop-timeout", "30",
     "--env", "container=docker",
 )  # fmt: skip
+# Compute nodes only: slurmstepd (root) reads /proc/PID/stat and /proc/PID/io of the job's processes, which
+# run as the student, for Slurm's job accounting (MaxRSS, sstat).  The kernel lets root read another user's
+# /proc/PID/io only with CAP_SYS_PTRACE, which root has on a real node and Docker drops by default; without
+# it Slurm 22.05 silently drops every process of the batch and srun steps, and records no memory peak.
+COMPUTE_ARGS = ("--cap-add", "SYS_PTRACE")
 NVIDIA_MAJOR = 195
 GPU_DEVICE_RULE = f"c {NVIDIA_MAJOR}:* rwm"
 CEPH_DATA = "/var/lib/ceph"
@@ -130,6 +135,8 @@ def create_args(cluster: Cluster, host: Host, image: str) -> list[str]:
     for alias in aliases(cluster, host):
         args += ["--network-alias", alias]
     args += SYSTEMD_ARGS
+    if host.in_group(GROUP_COMPUTE):
+        args += COMPUTE_ARGS
     if has_gpus(host):
         args += ["--device-cgroup-rule", GPU_DEVICE_RULE]
     for volume, target in volumes(cluster, host):

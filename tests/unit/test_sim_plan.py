@@ -42,7 +42,9 @@ def test_systemd_flags_exactly_and_never_privileged(cluster):
     for host in cluster.hosts.values():
         args = plan.create_args(cluster, host, IMAGE)
         assert "--privileged" not in args
-        assert sorted(pairs(args, "--cap-add")) == ["MKNOD", "NET_ADMIN", "SYS_ADMIN", "SYS_NICE"]
+        # Compute nodes also CAP_SYS_PTRACE: slurmstepd reads the job's /proc/PID/io (job accounting).
+        ptrace = ["SYS_PTRACE"] if host.in_group("compute") else []
+        assert sorted(pairs(args, "--cap-add")) == ["MKNOD", "NET_ADMIN", "SYS_ADMIN", "SYS_NICE", *ptrace]
         assert pairs(args, "--security-opt") == ["seccomp=unconfined", "apparmor=unconfined"]
         assert "--cgroupns=host" in args
         assert "/sys/fs/cgroup:/sys/fs/cgroup:rw" in pairs(args, "-v")

@@ -1,0 +1,1 @@
+../../../ailab/nodetools/jobstats.py
