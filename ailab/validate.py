@@ -1156,6 +1156,20 @@ def check_sim(cluster: Cluster) -> list[Problem]:
     return out
 
 
+def sim_gateway(cluster: Cluster) -> ipaddress.IPv4Address | None:
+    """The address this machine has on a simulated inventory's network (its bridge's gateway, the subnet's
+    first host); None for a real inventory, or a subnet check_sim refuses (it names the problem)."""
+    if cluster.sim is None:
+        return None
+    try:
+        subnet = ipaddress.ip_network(cluster.sim.subnet)
+    except ValueError:
+        return None
+    if subnet.version != 4 or subnet.prefixlen > 29:
+        return None
+    return next(subnet.hosts())
+
+
 def check_admin_access(cluster: Cluster) -> list[Problem]:
     """The front-end refuses root logins except from ``admin_networks`` (role sshd): without them the
     converge that applies that rule would lock Ansible, which connects as root, out of the front-end."""
@@ -1195,24 +1209,17 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
                 )
             )
         networks.append(net)
-    if cluster.sim is not None:
-        try:
-            subnet = ipaddress.ip_network(cluster.sim.subnet)
-        except ValueError:
-            return out  # check_sim names the subnet
-        if subnet.version != 4 or subnet.prefixlen > 29:
-            return out  # likewise
-        gateway = next(subnet.hosts())
-        if not any(gateway in net for net in networks):
-            out.append(
-                Problem(
-                    where,
-                    key,
-                    f"does not contain {gateway}, the address the simulator's Ansible controller (this "
-                    f"machine) has on {cluster.sim.subnet}",
-                    f"add {gateway}/32 to admin_networks",
-                )
+    gateway = sim_gateway(cluster)
+    if gateway is not None and not any(gateway in net for net in networks):
+        out.append(
+            Problem(
+                where,
+                key,
+                f"does not contain {gateway}, the address the simulator's Ansible controller (this "
+                f"machine) has on {cluster.sim.subnet}",
+                f"add {gateway}/32 to admin_networks",
             )
+        )
     return out
 
 
@@ -1529,24 +1536,17 @@ def check_status_page(cluster: Cluster) -> list[Problem]:
                 "outside group compute",
             )
         )
-    if cluster.sim is not None and networks:
-        try:
-            subnet = ipaddress.ip_network(cluster.sim.subnet)
-        except ValueError:
-            return out  # check_sim names the subnet
-        if subnet.version != 4 or subnet.prefixlen > 29:
-            return out  # likewise
-        gateway = next(subnet.hosts())
-        if not any(gateway in net for net in networks):
-            out.append(
-                Problem(
-                    where,
-                    f"{key}.allow",
-                    f"does not contain {gateway}, the address this machine (whose browser the tests use) "
-                    f"has on {cluster.sim.subnet}",
-                    f"add {gateway}/32 to {key}.allow, or remove allow for the cluster network",
-                )
+    gateway = sim_gateway(cluster)
+    if gateway is not None and networks and not any(gateway in net for net in networks):
+        out.append(
+            Problem(
+                where,
+                f"{key}.allow",
+                f"does not contain {gateway}, the address this machine (whose browser the tests use) "
+                f"has on {cluster.sim.subnet}",
+                f"add {gateway}/32 to {key}.allow, or remove allow for the cluster network",
             )
+        )
     return out
 
 
