@@ -187,8 +187,6 @@ def render_status_service(cluster: Cluster, tools_dir: str, config_dir: str) -> 
         "[Service]\n"
         "Type=oneshot\n"
         f"ExecStart={command}\n"
-        "# What one run costs (CPUUsageNSec): make bench --only-monitoring reports it.\n"
-        "CPUAccounting=yes\n"
         f"User={STATUS_PAGE_USER}\n"
         f"Group={STATUS_PAGE_USER}\n"
         f"RuntimeDirectory={STATUS_PAGE_DIR.removeprefix('/run/')}\n"

@@ -5,8 +5,9 @@ averaged over the last minutes), the memory and CPU of Prometheus, Alertmanager 
 node while idle (RSS and PSS from /proc, CPU from utime+stime over a window), and the time from stopping a
 compute node to the NodeDown mail in the operators' mailbox (root's on the front-end in the simulator).
 The oneshot units that timers start every minute (the students' status page on the front-ends,
-ailab-idle-gpus on the monitoring host) have no resident process: their cost is systemd's CPU accounting of
-one run (CPUUsageNSec, the units set CPUAccounting=yes) spread over the minute, and no idle memory.
+ailab-idle-gpus on the monitoring host) have no resident process: their cost is the CPU time of one run of
+the unit's own command, as its own user (the children's rusage; systemd's accounting of a stopped unit is
+not kept by Debian 12's systemd), spread over the minute, and no idle memory.
 
 The cluster must be up and converged (`make up`); a stopped node is started again.
 """
@@ -139,32 +140,38 @@ def resources(sim, seconds: float = 60.0) -> dict[str, dict[str, float]]:
     return summarise({n: (before[n], after[n]) for n in before}, elapsed)
 
 
-def parse_unit_cpu(text: str) -> dict[str, float]:
-    """``systemctl show -p Id -p CPUUsageNSec UNIT...`` -> unit: CPU seconds of its last run (units that
-    did not run, or without accounting, are left out)."""
-    out, unit = {}, ""
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key == "Id":
-            unit = value
-        elif key == "CPUUsageNSec" and unit and value.isdigit():
-            out[unit] = int(value) / 1e9
-    return out
+# Runs UNIT's ExecStart once as its User and prints the CPU seconds it used, or nothing when the unit is
+# not enabled on this host (run inside a node with the unit's name as $1).
+UNIT_CPU_SCRIPT = r"""
+systemctl is-enabled --quiet "${1%.service}.timer" 2>/dev/null || exit 0
+python3 - "$1" <<'PY'
+import re, resource, subprocess, sys
+def show(prop):
+    return subprocess.run(["systemctl", "show", "-p", prop, "--value", sys.argv[1]],
+                          capture_output=True, text=True).stdout.strip()
+argv = re.search(r"argv\[\]=([^;]*) ;", show("ExecStart")).group(1).split()
+user = show("User")
+subprocess.run((["runuser", "-u", user, "--"] if user else []) + argv, capture_output=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.ru_utime + r.ru_stime)
+PY
+"""
 
 
 def timer_units(sim) -> dict[str, dict[str, float]]:
-    """``host/unit`` -> CPU seconds of the last run, and that spread over its interval (% of a core)."""
+    """``host/unit`` -> CPU seconds of one run, and that spread over its interval (% of a core)."""
     out = {}
-    units = " ".join(TIMER_UNITS)
     for name in sorted(sim.cluster.hosts):
-        shown = sim.exec(
-            name, f"systemctl show -p Id -p CPUUsageNSec {units}", timeout=60, check=False
-        ).stdout
-        for unit, seconds in parse_unit_cpu(shown).items():
-            out[f"{name}/{unit}"] = {
-                "cpu_seconds_per_run": round(seconds, 3),
-                "cpu_percent": round(100 * seconds / TIMER_UNITS[unit], 2),
-            }
+        for unit, interval in TIMER_UNITS.items():
+            shown = sim.exec(
+                name, ["bash", "-c", UNIT_CPU_SCRIPT, "unit-cpu", unit], timeout=120
+            ).stdout.strip()
+            if shown:
+                seconds = float(shown)
+                out[f"{name}/{unit}"] = {
+                    "cpu_seconds_per_run": round(seconds, 3),
+                    "cpu_percent": round(100 * seconds / interval, 2),
+                }
     return out
 
 
