@@ -57,13 +57,20 @@ def register_inventory(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(func=cmd_inventory_check)
 
 
+def playbook_args(remainder: Sequence[str]) -> list[str]:
+    """The extra ansible-playbook arguments of ``ailab converge [...] -- --tags x``: argparse keeps the
+    ``--`` that ends its own options, and ansible-playbook would take it as the end of its options too (so
+    ``--tags`` as a playbook)."""
+    return list(remainder[1:] if remainder[:1] == ["--"] else remainder)
+
+
 def cmd_converge(args: argparse.Namespace) -> int:
     from ailab.inventory import load_cluster
     from ailab.playbook import run_playbook
 
     load_cluster(args.inventory)  # bad input stops here, before any node is touched
     print(f"converge: ansible-playbook -i {args.inventory} {args.playbook} (progress below)", flush=True)
-    result = run_playbook(args.inventory, args.playbook, args.ansible_args)
+    result = run_playbook(args.inventory, args.playbook, playbook_args(args.ansible_args))
     print(f"converge: {result.summary()}; log: {result.log}")
     if not result.ok:
         print("\n".join(result.output.splitlines()[-40:]), file=sys.stderr)
@@ -74,7 +81,11 @@ def register_converge(sub: argparse._SubParsersAction) -> None:
     conv = sub.add_parser("converge", help="check the inventory, then run a playbook (default site.yml)")
     add_inventory_arg(conv)
     conv.add_argument("--playbook", default="site.yml")
-    conv.add_argument("ansible_args", nargs=argparse.REMAINDER, help="extra ansible-playbook arguments")
+    conv.add_argument(
+        "ansible_args",
+        nargs=argparse.REMAINDER,
+        help="extra ansible-playbook arguments, after -- (e.g. -- --tags x)",
+    )
     conv.set_defaults(func=cmd_converge)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ailab.cli import build_parser
+from ailab.cli import build_parser, playbook_args
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [
@@ -50,3 +50,18 @@ def test_documented_command_exists(doc, command):
     nested = subcommands(top[first])
     if rest and nested:
         assert rest[0] in nested, f"{doc} runs `ailab {command}`, but `ailab {first}` has no `{rest[0]}`"
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra"),
+    [
+        (["converge", "-i", "inv", "--", "--tags", "monitoring,mail"], ["--tags", "monitoring,mail"]),
+        (
+            ["converge", "--playbook", "playbooks/add-nodes.yml", "--", "--limit", "t4-03"],
+            ["--limit", "t4-03"],
+        ),
+        (["converge"], []),
+    ],
+)
+def test_converge_hands_ansible_playbook_what_follows_its_own_options(argv, extra):
+    assert playbook_args(build_parser().parse_args(argv).ansible_args) == extra
