@@ -261,26 +261,44 @@ def test_the_mta_takes_the_monitoring_hosts_mail_when_only_students_are_mailed()
     assert not monitoring.host_settings(off, "ctl")["idle_gpus"]
 
 
+# jobstats' GPU figures also need the monitoring host to be the controller: off where it is not, so each
+# row shows the one problem it is about.
+NO_JOBSTATS = {"job_gpu_stats": False}
 BAD = [
-    ({"idle_gpu_cancel_minutes": 30}, ("ctl",), ("idle_gpu_cancel_minutes", "cancelled without a warning")),
-    ({"idle_gpu_mail_minutes": 0, "idle_gpu_cancel_minutes": 90}, ("ctl",), ("mailed never", "above")),
+    (
+        {"idle_gpu_cancel_minutes": 30},
+        ("ctl",),
+        {},
+        ("idle_gpu_cancel_minutes", "cancelled without a warning"),
+    ),
+    ({"idle_gpu_mail_minutes": 0, "idle_gpu_cancel_minutes": 90}, ("ctl",), {}, ("mailed never", "above")),
     (
         {"idle_gpu_mail_minutes": 1},
         ("ctl",),
+        {},
         ("idle_gpu_mail_minutes", "four scrapes", "set it to 2 or more"),
     ),
-    ({"idle_gpu_mail_minutes": -5}, ("ctl",), ("idle_gpu_mail_minutes", "minimum 0")),
-    ({"idle_gpu_cancel_minutes": 120}, ("fe",), ("monitoring host fe is not a Slurm controller", "scancel")),
-    ({"idle_gpu_cancel_minutes": 120}, (), ("no host is in group monitoring", "idle_gpu_cancel_minutes: 0")),
+    ({"idle_gpu_mail_minutes": -5}, ("ctl",), {}, ("idle_gpu_mail_minutes", "minimum 0")),
+    (
+        {"idle_gpu_cancel_minutes": 120},
+        ("fe",),
+        NO_JOBSTATS,
+        ("monitoring host fe is not a Slurm controller", "scancel"),
+    ),
+    (
+        {"idle_gpu_cancel_minutes": 120},
+        (),
+        {},
+        ("no host is in group monitoring", "idle_gpu_cancel_minutes: 0"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("policy", "monitors", "needles"), BAD)
-def test_bad_idle_gpu_policies_are_refused_with_a_fix(policy, monitors, needles):
+@pytest.mark.parametrize(("policy", "monitors", "monitoring_settings", "needles"), BAD)
+def test_bad_idle_gpu_policies_are_refused_with_a_fix(policy, monitors, monitoring_settings, needles):
     groups, hostvars = good()
     groups["monitoring"] = list(monitors)
     for hv in hostvars.values():
         hv.setdefault("ailab_policy", {}).update(policy)
-        if monitors == ("fe",):  # jobstats' GPU figures need the controller too: not this test's problem
-            hv["ailab_monitoring"] = {"job_gpu_stats": False}
+        hv["ailab_monitoring"] = dict(monitoring_settings)
     only(problems_of(groups, hostvars), *needles)
