@@ -183,6 +183,8 @@ def render_status_service(cluster: Cluster, tools_dir: str, config_dir: str) -> 
         "Description=ailab status page: write the students' status page\n"
         "After=network-online.target munge.service\n"
         "Wants=network-online.target\n"
+        "# Started by its timer and by hand (operators, tests): no start rate limit to trip.\n"
+        "StartLimitIntervalSec=0\n"
         "\n"
         "[Service]\n"
         "Type=oneshot\n"

@@ -173,7 +173,7 @@ def test_a_drained_node_leaves_the_free_gpus(sim, fe, ctl, settings, browser):
             page = StatusPage(browser(settings["url"], "--dump-dom"))
             return page if node.name in page.nodes else None
 
-        after = wait_for(f"{node.name} on the page", changed, timeout=90, interval=1)
+        after = wait_for(f"{node.name} on the page", changed, timeout=90, interval=2)
         record_timing("statuspage_drain_to_page_seconds", time.monotonic() - drained_at)
         assert after.nodes[node.name] == {"node": node.name, "state": "drained", "reason": reason}
         assert after.gpu(gpu_type, "free") == before.gpu(gpu_type, "free") - count
@@ -188,7 +188,7 @@ def test_a_drained_node_leaves_the_free_gpus(sim, fe, ctl, settings, browser):
         page = StatusPage(browser(settings["url"], "--dump-dom"))
         return page if node.name not in page.nodes else None
 
-    again = wait_for(f"{node.name} back in service on the page", back, timeout=90, interval=1)
+    again = wait_for(f"{node.name} back in service on the page", back, timeout=90, interval=2)
     assert again.gpu(gpu_type, "free") == before.gpu(gpu_type, "free")
 
 

@@ -489,6 +489,7 @@ def test_the_units_run_the_page_unprivileged_every_minute(sim):
         "RuntimeDirectoryPreserve=yes",
         "CapabilityBoundingSet=",
         "ProtectHome=yes",
+        "StartLimitIntervalSec=0",  # timer and manual starts (the tests) never trip a rate limit
     ):
         assert f"\n{line}\n" in service
     assert "DynamicUser" not in service  # its preserved directory would be in /run/private (0700)
