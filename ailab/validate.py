@@ -8,6 +8,7 @@ import posixpath
 import re
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Sequence
 
 from ailab.ceph import MAX_AUTO_REPLICAS
 from ailab.frontend import cluster_network
@@ -1156,6 +1157,26 @@ def check_sim(cluster: Cluster) -> list[Problem]:
     return out
 
 
+def network_list(
+    texts: Sequence[str], where: str, key: str, *, malformed_fix: str, everything: tuple[str, str]
+) -> tuple[list[ipaddress.IPv4Network | ipaddress.IPv6Network], list[Problem]]:
+    """The networks of an inventory list of addresses/CIDRs (``key``), and a problem for each entry that is
+    none, or is every address (/0: ``everything`` is why that is wrong, and the fix)."""
+    networks, out = [], []
+    for i, text in enumerate(texts):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            out.append(Problem(where, f"{key}[{i}]", f"{text!r} is not an address or network", malformed_fix))
+            continue
+        if net.prefixlen == 0:
+            out.append(
+                Problem(where, f"{key}[{i}]", f"{text} is every address: {everything[0]}", everything[1])
+            )
+        networks.append(net)
+    return networks, out
+
+
 def sim_gateway(cluster: Cluster) -> ipaddress.IPv4Address | None:
     """The address this machine has on a simulated inventory's network (its bridge's gateway, the subnet's
     first host); None for a real inventory, or a subnet check_sim refuses (it names the problem)."""
@@ -1184,31 +1205,16 @@ def check_admin_access(cluster: Cluster) -> list[Problem]:
                 "list the Ansible controller's and operators' addresses, e.g. admin_networks: [10.70.0.5/32]",
             )
         ]
-    out = []
-    networks = []
-    for i, text in enumerate(cluster.admin_networks):
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            out.append(
-                Problem(
-                    where,
-                    f"{key}[{i}]",
-                    f"{text!r} is not an address or network",
-                    "write an address or CIDR, e.g. 10.70.0.5/32 or 10.70.0.0/28",
-                )
-            )
-            continue
-        if net.prefixlen == 0:
-            out.append(
-                Problem(
-                    where,
-                    f"{key}[{i}]",
-                    f"{text} is every address: root could log in to the front-end from anywhere",
-                    "name only the Ansible controller's and operators' addresses, e.g. 10.70.0.5/32",
-                )
-            )
-        networks.append(net)
+    networks, out = network_list(
+        cluster.admin_networks,
+        where,
+        key,
+        malformed_fix="write an address or CIDR, e.g. 10.70.0.5/32 or 10.70.0.0/28",
+        everything=(
+            "root could log in to the front-end from anywhere",
+            "name only the Ansible controller's and operators' addresses, e.g. 10.70.0.5/32",
+        ),
+    )
     gateway = sim_gateway(cluster)
     if gateway is not None and not any(gateway in net for net in networks):
         out.append(
@@ -1497,30 +1503,17 @@ def check_status_page(cluster: Cluster) -> list[Problem]:
                 "use another port, e.g. port: 80",
             )
         )
-    networks = []
-    for i, text in enumerate(page.allow):
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            out.append(
-                Problem(
-                    where,
-                    f"{key}.allow[{i}]",
-                    f"{text!r} is not an address or network",
-                    "write an address or CIDR, e.g. 10.70.0.0/16, or remove allow for the cluster network",
-                )
-            )
-            continue
-        if net.prefixlen == 0:
-            out.append(
-                Problem(
-                    where,
-                    f"{key}.allow[{i}]",
-                    f"{text} is every address: the page is for the cluster network",
-                    "name the networks of the cluster and its users, e.g. 10.70.0.0/16, or remove allow",
-                )
-            )
-        networks.append(net)
+    networks, problems = network_list(
+        page.allow,
+        where,
+        f"{key}.allow",
+        malformed_fix="write an address or CIDR, e.g. 10.70.0.0/16, or remove allow for the cluster network",
+        everything=(
+            "the page is for the cluster network",
+            "name the networks of the cluster and its users, e.g. 10.70.0.0/16, or remove allow",
+        ),
+    )
+    out += problems
     net = cluster_network(cluster) if not page.allow else None
     if net is not None:  # None: no valid address, or IPv4 and IPv6 mixed (check_hosts names them)
         networks.append(net)
