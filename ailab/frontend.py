@@ -127,21 +127,22 @@ def status_page_networks(cluster: Cluster) -> list[str]:
     return [str(net)] if net is not None else []
 
 
+def url_host(address: str) -> str:
+    """``address`` as the host part of a URL or an nginx ``listen`` (an IPv6 address in brackets)."""
+    return f"[{address}]" if ":" in address else address
+
+
 def status_page_exporter(cluster: Cluster) -> str:
     """The /metrics URL of the controller's ailab-exporter (its slurm collector), which the page reads."""
     controller = min(cluster.controllers, key=lambda h: h.name)
-    address = controller.address
-    if ":" in address:
-        address = f"[{address}]"
-    return f"http://{address}:{EXPORTER_PORT}/metrics"
+    return f"http://{url_host(controller.address)}:{EXPORTER_PORT}/metrics"
 
 
 def render_status_nginx(cluster: Cluster, host: str) -> str:
     """nginx site of ``host``: the page alone, GET/HEAD only, on the host's cluster address and the port of
     ``status_page``, for the allowed networks."""
     page = cluster.monitoring.status_page
-    address = cluster.hosts[host].address
-    listen = f"[{address}]" if ":" in address else address
+    listen = url_host(cluster.hosts[host].address)
     allow = "".join(f"    allow {net};\n" for net in status_page_networks(cluster))
     return (
         f"# {HEADER}\n"
@@ -227,13 +228,11 @@ def status_page_settings(cluster: Cluster, host: str, tools_dir: str, config_dir
     """Everything role frontend needs for the page of front-end ``host`` (the ``ailab_status_page``
     filter): whether it is on, where it is served, and the nginx site and systemd units as text."""
     page = cluster.monitoring.status_page
-    address = cluster.hosts[host].address
     if not page.enabled:
         return {"enabled": False}
-    listen = f"[{address}]" if ":" in address else address
     return {
         "enabled": True,
-        "url": f"http://{listen}:{page.port}/",
+        "url": f"http://{url_host(cluster.hosts[host].address)}:{page.port}/",
         "port": page.port,
         "allow": status_page_networks(cluster),
         "dir": STATUS_PAGE_DIR,

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from ailab.model import Cluster, Host
+from ailab.notices import default_sender
 from ailab.slurm import JOBSTATS_TOOL, SLURMDBD_PORT, job_gpu_stats
 
 NODE_EXPORTER_PORT = 9100
@@ -344,7 +345,7 @@ def idle_gpus_config(cluster: Cluster) -> dict[str, Any]:
         "cancel_minutes": cluster.policy.idle_gpu_cancel_minutes,
         "smtp": f"{mta.address if mta else '127.0.0.1'}:{SMTP_PORT}",
         "helo": str(monitor.name) if monitor else "localhost",
-        "mail_from": f"{cluster.name} <noreply@{cluster.domain or 'localhost'}>",
+        "mail_from": default_sender(cluster),  # as the operations tools' notices
         "support_email": cluster.policy.support_email,
         "state": IDLE_GPUS_STATE,
         "users": {u.name: u.email for u in sorted(cluster.users.values(), key=lambda u: u.name)},

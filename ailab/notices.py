@@ -307,6 +307,11 @@ class OpsConfig:
         return next((u for u in self.users if u.name == name), None)
 
 
+def default_sender(cluster: Cluster) -> str:
+    """The From of the mail the cluster's tools send users: ``<cluster name> <noreply@<cluster domain>>``."""
+    return f"{cluster.name} <noreply@{cluster.domain or 'localhost'}>"
+
+
 def ops_config_data(
     cluster: Cluster,
     *,
@@ -320,7 +325,7 @@ def ops_config_data(
 ) -> dict[str, Any]:
     """The tools' configuration as plain JSON data, derived from the model (role retention renders it)."""
     policy = cluster.policy
-    sender = mail_from or f"{cluster.name} <noreply@{cluster.domain or 'localhost'}>"
+    sender = mail_from or default_sender(cluster)
     return {
         "version": CONFIG_VERSION,
         "cluster": cluster.name,
