@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from ailab.playbook import PlaybookResult, run_playbook
+from tests.integration import molecule_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = Path(os.environ.get("AILAB_SIM_INVENTORY", ROOT / "inventory" / "sim"))
@@ -35,7 +36,24 @@ def pytest_collection_modifyitems(items):
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.integration)
     # Tests that change the cluster's shape run last: if one fails half-way, no other test sees the damage.
-    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
+    # The Molecule scenarios' results come after everything: they run in the background meanwhile.
+    items.sort(key=lambda item: (is_molecule_item(item), item.get_closest_marker("lifecycle") is not None))
+
+
+def is_molecule_item(item) -> bool:
+    return Path(item.fspath).name == "test_molecule.py"
+
+
+def pytest_collection_finish(session):
+    """Start the selected Molecule scenarios in the background (tests/integration/molecule_runner.py)."""
+    if session.config.option.collectonly:
+        return
+    scenarios = [item.callspec.params["scenario"] for item in session.items if is_molecule_item(item)]
+    molecule_runner.start(ROOT, scenarios)
+
+
+def pytest_sessionfinish(session):
+    molecule_runner.stop()
 
 
 def site_yml_plays(path: Path = ROOT / "site.yml") -> list[dict]:
