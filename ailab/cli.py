@@ -68,13 +68,47 @@ def cmd_converge(args: argparse.Namespace) -> int:
     from ailab.inventory import load_cluster
     from ailab.playbook import run_playbook
 
-    load_cluster(args.inventory)  # bad input stops here, before any node is touched
+    cluster, _ = load_cluster(args.inventory)  # bad input stops here, before any node is touched
     print(f"converge: ansible-playbook -i {args.inventory} {args.playbook} (progress below)", flush=True)
-    result = run_playbook(args.inventory, args.playbook, playbook_args(args.ansible_args))
+    extra = playbook_args(args.ansible_args)
+    full = args.playbook == "site.yml" and not extra
+    tree = sim_tree_digest() if cluster.sim is not None and full else None
+    result = run_playbook(args.inventory, args.playbook, extra)
     print(f"converge: {result.summary()}; log: {result.log}")
+    if cluster.sim is not None:
+        record_sim_converge(args.inventory, cluster, tree if result.ok else None)
     if not result.ok:
         print("\n".join(result.output.splitlines()[-40:]), file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def sim_tree_digest() -> str:
+    from simulator import stamp
+
+    return stamp.tree_digest()
+
+
+def record_sim_converge(inventory: str, cluster, tree: str | None) -> None:
+    """A simulated cluster that a full site.yml just converged from the tree whose digest is ``tree`` (taken
+    before the run; None: not a full, successful converge) gets a stamp the test session may take instead
+    of converging once more (simulator/stamp.py); any other converge removes it."""
+    import subprocess
+    from pathlib import Path
+
+    from simulator import stamp
+    from simulator.api import Sim
+    from simulator.errors import SimError
+
+    stamp.clear(Path(inventory))
+    if tree is None:
+        return
+    try:
+        now = Sim(inventory, cluster=cluster).converge_stamp()
+    except (SimError, OSError, subprocess.SubprocessError) as exc:
+        print(f"converge: no stamp for the test session ({exc})", file=sys.stderr)
+        return
+    if now["tree"] == tree:  # nothing was edited while the playbook ran
+        stamp.write(Path(inventory), now)
 
 
 def register_converge(sub: argparse._SubParsersAction) -> None:

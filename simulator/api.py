@@ -141,6 +141,15 @@ class Sim:
     def _inspect_containers(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {c["Name"].lstrip("/"): c for c in self.docker.inspect("container", names)}
 
+    def converge_stamp(self) -> dict[str, Any]:
+        """What simulator/stamp.py records for this cluster now: the tree's digest and, when every node's
+        container is running, each one's id and start time (else none, and no stamp ever matches)."""
+        from simulator import stamp
+
+        infos = self._inspect_containers([self.settings.container(h) for h in self.cluster.hosts])
+        running = stamp.container_identity(infos)
+        return stamp.stamp(stamp.tree_digest(), running if len(running) == len(self.cluster.hosts) else {})
+
     def _ours(self, info: dict[str, Any]) -> bool:
         labels = info.get("Config", {}).get("Labels") or {}
         return labels.get(plan.LABEL_PREFIX) == self.settings.prefix

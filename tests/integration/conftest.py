@@ -1,7 +1,8 @@
 """One simulated cluster per test run, shared by every integration test (session fixtures).
 
 - ``sim``: a :class:`simulator.api.Sim` whose cluster is up and converged (site.yml run twice).
-- ``converge_runs``: the two :class:`ailab.playbook.PlaybookResult` of that converge.
+- ``converge_runs``: the two :class:`ailab.playbook.PlaybookResult` of that converge (the first is None
+  when ``make up`` just converged the same cluster from the same tree).
 - ``session_cluster``: whether this run created the cluster (``fresh``) or reuses a running one.
 - ``converge``: run site.yml (or another playbook) again, e.g. after a test changed the inventory.
 
@@ -147,12 +148,22 @@ def _sim_up(session_cluster):
 
 
 @pytest.fixture(scope="session")
-def converge_runs(_sim_up) -> list[PlaybookResult]:
+def converge_runs(_sim_up) -> list[PlaybookResult | None]:
     """site.yml twice: the first brings the cluster to the inventory (on a reused cluster it may have
-    nothing to do), the second must change nothing."""
-    first = run_playbook(INVENTORY, "site.yml")
-    record_timing("converge_first_seconds", first.seconds)
-    assert first.ok, f"site.yml failed on the simulator:\n{explain(first)}"
+    nothing to do), the second must change nothing.  When ``ailab converge`` (``make up``) left a stamp
+    saying it converged these very containers from this very tree (simulator/stamp.py), that converge
+    was the first one: it is not repeated, and the first entry is None."""
+    from simulator import stamp
+
+    if stamp.take(INVENTORY, _sim_up.converge_stamp()):
+        first = None
+        print(
+            "  converge: the cluster was converged from this tree by `ailab converge`; checking idempotence"
+        )
+    else:
+        first = run_playbook(INVENTORY, "site.yml")
+        record_timing("converge_first_seconds", first.seconds)
+        assert first.ok, f"site.yml failed on the simulator:\n{explain(first)}"
     second = run_playbook(INVENTORY, "site.yml")
     record_timing("converge_second_seconds", second.seconds)
     assert second.ok, f"second site.yml run failed:\n{explain(second)}"

@@ -21,7 +21,9 @@ def test_second_converge_changes_nothing(sim, converge_runs, session_cluster):
     if session_cluster.fresh:
         assert first.changed > 0, "the first converge of a cluster this run created must change something"
     assert second.changed == 0, f"second site.yml run changed: {second.changed_tasks}"
-    assert set(second.recap) == set(first.recap) == set(sim.cluster.hosts)
+    assert set(second.recap) == set(sim.cluster.hosts)
+    if first is not None:  # None: `make up` converged this cluster from this tree (simulator/stamp.py)
+        assert set(first.recap) == set(sim.cluster.hosts)
 
 
 @pytest.fixture(scope="module")
