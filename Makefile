@@ -54,6 +54,8 @@ lint: venv
 	$(BIN)/ailab inventory check -i inventory/production
 	$(BIN)/ailab inventory check -i inventory/sim
 	$(BIN)/python -m ailab.docs --check
+	@command -v luacheck >/dev/null || { echo "lint: no luacheck -- fix: make host (installs Debian's lua-check)" >&2; exit 1; }
+	luacheck --no-color -q ailab/templates/job_submit.lua
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

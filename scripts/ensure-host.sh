@@ -9,6 +9,7 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v make >/dev/null || need+=(make)
 command -v lua5.1 >/dev/null || need+=(lua5.1)  # unit tests run the generated job_submit.lua
+command -v luacheck >/dev/null || need+=(lua-check)  # make lint and the unit tests lint job_submit.lua
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)  # Ansible reaches the nodes over SSH
 command -v chromium >/dev/null || need+=(chromium)  # tests/integration/test_statuspage.py: a real headless browser
 if ((${#need[@]})); then

@@ -364,3 +364,49 @@ def test_gpu_rule_off_lets_updates_drop_gpus(tmp_path):
     cluster = make_cluster(ailab_policy={**BASE["ailab_policy"], "gpu_required": False})
     case = [("TresPerNode=", 200001, {"tres_per_node": ""}, REC, 0)]
     assert run_lua(tmp_path, slurm.render_job_submit_lua(cluster), case, kind="modify") == [(0, "")]
+
+
+LUACHECK = shutil.which("luacheck")
+
+
+@pytest.mark.skipif(LUACHECK is None, reason="luacheck is not installed (apt-get install lua-check)")
+@pytest.mark.parametrize("inventory", ["inventory/sim", "inventory/production"])
+def test_the_rendered_script_passes_luacheck(tmp_path, inventory):
+    from ailab.inventory import load_cluster
+    from tests.conftest import ROOT
+
+    cluster, _ = load_cluster(ROOT / inventory)
+    script = tmp_path / "job_submit.lua"
+    script.write_text(slurm.render_job_submit_lua(cluster))
+    # The project's .luacheckrc; the refusal messages are one long line each, as students see them.
+    result = subprocess.run(
+        [LUACHECK, "--no-color", "--config", str(ROOT / ".luacheckrc"), "--no-max-line-length", str(script)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        (
+            "local X = 1\n-- ailab:config:begin\n-- ailab:config:end\n",
+            "first line must be the '-- ailab:header'",
+        ),
+        ("-- ailab:header\nlocal X = 1\n", "needs exactly one '-- ailab:config:begin' line before one"),
+        (
+            "-- ailab:header\n-- ailab:config:end\n-- ailab:config:begin\n",
+            "needs exactly one '-- ailab:config:begin'",
+        ),
+    ],
+)
+def test_a_broken_template_is_refused_naming_the_marker(template, problem):
+    with pytest.raises(ValueError, match=problem):
+        slurm.fill_lua_template(template, "-- header", ["local X = 2"])
+
+
+def test_the_template_is_filled_between_its_markers():
+    template = "-- ailab:header\n-- text\n-- ailab:config:begin\nlocal X = 1\n-- ailab:config:end\nreturn X\n"
+    assert (
+        slurm.fill_lua_template(template, "-- H", ["local X = 2"]) == "-- H\n-- text\nlocal X = 2\nreturn X\n"
+    )
