@@ -32,6 +32,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -550,40 +551,40 @@ def remote_command(inventory: str, host: str, argv: Sequence[str]) -> list[str]:
     ]
 
 
-def parse_ansible_json(text: str, host: str) -> tuple[int, str, str]:
-    """(rc, stdout, stderr) of the command on ``host`` from the json stdout callback."""
-    start = text.find("{")
-    if start < 0:
-        raise ToolError(f"ansible printed no result: {text.strip()[-500:]}")
-    try:
-        data, _ = json.JSONDecoder().raw_decode(text[start:])  # other callbacks may print after it
-    except json.JSONDecodeError as exc:
-        raise ToolError(f"ansible printed no json result ({exc}): {text.strip()[:500]}") from None
-    for play in data.get("plays", []):
-        for task in play.get("tasks", []):
-            result = task.get("hosts", {}).get(host)
-            if result is not None:
-                if result.get("unreachable"):
-                    raise ToolError(f"{host} is unreachable: {result.get('msg', '')} -- fix: is the node up?")
-                if "rc" not in result:
-                    raise ToolError(f"on {host}: {result.get('msg', result)}")
-                return int(result["rc"]), result.get("stdout", ""), result.get("stderr", "")
+def remote_result(events: Sequence[dict], host: str) -> tuple[int, str, str]:
+    """(rc, stdout, stderr) of the command on ``host``, from the run's ailab_events JSON lines
+    (plugins/callback/ailab_events.py)."""
+    for event in events:
+        if event.get("event") != "result" or event.get("host") != host:
+            continue
+        if event["status"] == "unreachable":
+            raise ToolError(f"{host} is unreachable: {event.get('msg', '')} -- fix: is the node up?")
+        if "rc" not in event:
+            raise ToolError(f"on {host}: {event.get('msg', event)}")
+        return int(event["rc"]), event.get("stdout", ""), event.get("stderr", "")
     raise ToolError(f"ansible returned no result for {host}")
 
 
 def run_remote(inventory: str, argv: Sequence[str]) -> int:
     from ailab.inventory import load_cluster
-    from ailab.playbook import ROOT, ansible_env
+    from ailab.playbook import EVENTS_ENV, ROOT, EventReader, ansible_env
 
     cluster, _ = load_cluster(inventory)  # a bad inventory stops here
     if not cluster.frontends:
         raise ToolError(f"{inventory} has no host in group frontend")
     host = cluster.operations_host  # where the notice state (who was told about which window) lives
-    env = ansible_env()
-    env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"})
     cmd = remote_command(str(Path(inventory).resolve()), host, argv)
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    rc, stdout, stderr = parse_ansible_json(result.stdout, host)
+    with tempfile.TemporaryDirectory(prefix="ailab-maintenance-") as tmp:
+        events = EventReader(Path(tmp) / "events.jsonl")
+        # Ad-hoc runs load the enabled callbacks (ailab_events) only when asked to.
+        env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", EVENTS_ENV: str(events.path)}
+        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        events.poll()
+    if not events.events and result.returncode != 0:
+        raise ToolError(
+            f"ansible failed before running anything: {(result.stderr or result.stdout).strip()[-500:]}"
+        )
+    rc, stdout, stderr = remote_result(events.events, host)
     sys.stdout.write(stdout + ("\n" if stdout and not stdout.endswith("\n") else ""))
     if stderr:
         print(stderr, file=sys.stderr)

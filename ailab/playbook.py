@@ -1,29 +1,25 @@
 """Run ansible-playbook and read what it did: per-host recap and which tasks changed.
 
-Used by `ailab converge`, the integration tests and the benchmarks.  Parsing is pure and unit-tested; the
-runner streams Ansible's output to a log file and prints one progress line per play/task.
+Used by `ailab converge`, the integration tests and the benchmarks.  What the run did comes from the
+project's event callback (plugins/callback/ailab_events.py: JSON lines in the file named by AILAB_EVENTS),
+read by the pure functions below, not from Ansible's screen output; that output goes to a log file for
+people, and one progress line per play (and failure) is printed from the events as they arrive.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RECAP_RE = re.compile(
-    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
-    r"\s+failed=(?P<failed>\d+)(?:\s+skipped=(?P<skipped>\d+))?(?:\s+rescued=(?P<rescued>\d+))?"
-    r"(?:\s+ignored=(?P<ignored>\d+))?"
-)
-TASK_RE = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.*)\] \**$")
-PLAY_RE = re.compile(r"^PLAY \[(?P<name>.*)\] \**$")
-CHANGED_RE = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
+EVENTS_ENV = "AILAB_EVENTS"
 
 
 @dataclass(frozen=True)
@@ -63,33 +59,54 @@ class PlaybookResult:
         )
 
 
-def parse_recap(output: str) -> dict[str, HostRecap]:
+def recap_from_events(events: Iterable[dict[str, Any]]) -> dict[str, HostRecap]:
+    """Each host's recap from the run's ``stats`` event (none: the run ended before its recap)."""
     recap: dict[str, HostRecap] = {}
-    in_recap = False
-    for line in output.splitlines():
-        if line.startswith("PLAY RECAP"):
-            in_recap = True
-            continue
-        if in_recap:
-            match = RECAP_RE.match(line.strip())
-            if match:
-                values = {k: int(v) for k, v in match.groupdict().items() if k != "host" and v is not None}
-                recap[match["host"]] = HostRecap(**values)
+    for event in events:
+        if event.get("event") == "stats":
+            recap = {host: HostRecap(**counts) for host, counts in event["hosts"].items()}
     return recap
 
 
-def parse_changed_tasks(output: str) -> list[tuple[str, str]]:
-    changed = []
-    task = ""
-    for line in output.splitlines():
-        match = TASK_RE.match(line)
-        if match:
-            task = match["name"]
-            continue
-        match = CHANGED_RE.match(line)
-        if match:
-            changed.append((task, match["host"]))
-    return changed
+def changed_tasks_from_events(events: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(task, host) of every result that changed something, in order."""
+    return [(e["task"], e["host"]) for e in events if e.get("event") == "result" and e["status"] == "changed"]
+
+
+class EventReader:
+    """Reads the JSON lines an ``ailab_events`` callback appends to ``path``, as they arrive."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.events: list[dict[str, Any]] = []
+        self._offset = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The events written since the last poll (complete lines only)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        new = [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
+        self.events += new
+        return new
+
+
+def progress_line(event: dict[str, Any], elapsed: float, tasks: bool = False) -> str | None:
+    """The line ``ailab converge`` prints for ``event``: plays, failures (and tasks when asked)."""
+    kind = event.get("event")
+    if kind == "play":
+        return f"  [{elapsed:5.0f}s] play: {event['name']}"
+    if kind == "task" and tasks:
+        return f"  [{elapsed:5.0f}s]   task: {event['name']}"
+    if kind == "result" and event["status"] in ("failed", "unreachable") and not event.get("ignored"):
+        why = str(event.get("msg") or event.get("stderr") or "")[:300]
+        return f"  [{elapsed:5.0f}s]   {event['status']}: [{event['host']}] {event['task']}: {why}"
+    return None
 
 
 def ansible_env() -> dict[str, str]:
@@ -116,11 +133,15 @@ def run_playbook(
     cmd = [str(exe) if exe.exists() else "ansible-playbook", "-i", str(inventory), str(playbook), *extra_args]
     log = log or ROOT / ".cache" / "logs" / f"{Path(playbook).stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    events = EventReader(log.with_suffix(".events.jsonl"))
+    events.path.unlink(missing_ok=True)
+    env = {**ansible_env(), EVENTS_ENV: str(events.path)}
+    show_tasks = bool(os.environ.get("AILAB_VERBOSE_PROGRESS"))
     start = time.monotonic()
     lines: list[str] = []
     with open(log, "w") as sink:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -128,25 +149,25 @@ def run_playbook(
             sink.flush()
             lines.append(line)
             if progress:
-                stripped = line.rstrip()
-                play, task = PLAY_RE.match(stripped), TASK_RE.match(stripped)
                 elapsed = time.monotonic() - start
-                if play:
-                    print(f"  [{elapsed:5.0f}s] play: {play['name']}", flush=True)
-                elif task and os.environ.get("AILAB_VERBOSE_PROGRESS"):
-                    print(f"  [{elapsed:5.0f}s]   task: {task['name']}", flush=True)
-                elif stripped.startswith(("fatal:", "failed:")) or stripped.startswith("[ERROR]"):
-                    print(f"  [{elapsed:5.0f}s]   {stripped[:300]}", flush=True)
+                shown = [progress_line(e, elapsed, show_tasks) for e in events.poll()]
+                if line.startswith(
+                    "[ERROR]"
+                ):  # Ansible's own errors (syntax, inventory) come before any event
+                    shown.append(f"  [{elapsed:5.0f}s]   {line.rstrip()[:300]}")
+                for text in shown:
+                    if text:
+                        print(text, flush=True)
             if timeout is not None and time.monotonic() - start > timeout:
                 proc.kill()
                 break
         returncode = proc.wait()
-    output = "".join(lines)
+    events.poll()
     return PlaybookResult(
         returncode=returncode,
         seconds=time.monotonic() - start,
-        recap=parse_recap(output),
-        changed_tasks=parse_changed_tasks(output),
-        output=output,
+        recap=recap_from_events(events.events),
+        changed_tasks=changed_tasks_from_events(events.events),
+        output="".join(lines),
         log=log,
     )

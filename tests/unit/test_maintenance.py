@@ -292,7 +292,7 @@ def test_slurm_wrapper_runs_scontrol_and_reports_failures():
     assert calls[0] == ["scontrol", "-o", "show", "reservation"]
 
 
-def test_remote_command_and_ansible_json():
+def test_remote_command_and_its_result_from_the_events():
     cmd = m.remote_command("/inv", "fe01", ["schedule", "--start", "2026-12-20T08:00", "--name", "a b"])
     assert cmd[1:] == [
         "-i",
@@ -303,21 +303,17 @@ def test_remote_command_and_ansible_json():
         "-a",
         "/usr/local/sbin/ailab-maintenance schedule --start 2026-12-20T08:00 --name 'a b'",
     ]
-    output = json.dumps(
-        {
-            "plays": [
-                {
-                    "tasks": [
-                        {"hosts": {"fe01": {"rc": 2, "stdout": "", "stderr": "error: x", "failed": True}}}
-                    ]
-                }
-            ]
-        }
-    )
-    noisy = "[WARNING]: something\n" + output + "\n\nTASKS RECAP ***\n{not json\n"
-    assert m.parse_ansible_json(noisy, "fe01") == (2, "", "error: x")
-    unreachable = json.dumps(
-        {"plays": [{"tasks": [{"hosts": {"fe01": {"unreachable": True, "msg": "gone"}}}]}]}
-    )
+    events = [
+        {"event": "play", "name": "Ansible Ad-Hoc"},
+        {"event": "result", "host": "fe02", "task": "ansible.builtin.command", "status": "ok", "rc": 0},
+        {"event": "result", "host": "fe01", "task": "ansible.builtin.command", "status": "failed", "rc": 2,
+         "stdout": "", "stderr": "error: x", "msg": "non-zero return code"},
+    ]  # fmt: skip
+    assert m.remote_result(events, "fe01") == (2, "", "error: x")
+    unreachable = [
+        {"event": "result", "host": "fe01", "task": "command", "status": "unreachable", "msg": "gone"}
+    ]
     with pytest.raises(ToolError, match="fe01 is unreachable: gone"):
-        m.parse_ansible_json(unreachable, "fe01")
+        m.remote_result(unreachable, "fe01")
+    with pytest.raises(ToolError, match="ansible returned no result for fe01"):
+        m.remote_result(events[:2], "fe01")

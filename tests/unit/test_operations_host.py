@@ -129,6 +129,6 @@ def test_the_maintenance_commands_run_on_the_operations_host(monkeypatch):
     monkeypatch.setattr("ailab.inventory.load_cluster", lambda inventory: (cluster, []))
     monkeypatch.setattr(maintenance, "remote_command", lambda inv, host, argv: seen.append(host) or ["true"])
     monkeypatch.setattr(maintenance.subprocess, "run", lambda *a, **k: Done())
-    monkeypatch.setattr(maintenance, "parse_ansible_json", lambda out, host: (0, "", ""))
+    monkeypatch.setattr(maintenance, "remote_result", lambda events, host: (0, "", ""))
     assert maintenance.run_remote("inventory/x", ["list"]) == 0
     assert seen == ["fe02"]
