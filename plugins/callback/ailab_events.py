@@ -80,8 +80,13 @@ class CallbackModule(CallbackBase):
         self._result(result, "unreachable")
 
     def v2_playbook_on_stats(self, stats):
-        keys = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
-        hosts = {host: {k: stats.summarize(host).get(k, 0) for k in keys} for host in sorted(stats.processed)}
+        # AggregateStats.summarize names the failed count "failures"; the recap line (and we) say "failed".
+        keys = {"ok": "ok", "changed": "changed", "unreachable": "unreachable", "failed": "failures",
+                "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}  # fmt: skip
+        hosts = {
+            host: {ours: stats.summarize(host).get(theirs, 0) for ours, theirs in keys.items()}
+            for host in sorted(stats.processed)
+        }
         self._write("stats", hosts=hosts)
         if self._out is not None:
             self._out.close()

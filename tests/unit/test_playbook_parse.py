@@ -113,6 +113,12 @@ def test_a_real_run_on_localhost_is_read_from_the_callback(tmp_path):
         "stats",
     ]
     assert events[2]["rc"] == 0
+    with playbook.open("a") as f:
+        f.write("    - name: Fails\n      ansible.builtin.command: 'false'\n")
+    failed = run_playbook(inventory, playbook, log=tmp_path / "fail.log", progress=False)
+    assert not failed.ok and failed.returncode == 2
+    assert failed.recap["localhost"].failed == 1 and failed.recap["localhost"].ok == 2
+    assert "failed=1" in failed.summary()
 
 
 def test_without_the_variable_the_callback_writes_nothing(tmp_path):
