@@ -26,7 +26,7 @@ from ailab.containers import rules
 from ailab.docs import EXAMPLE_IMAGE, containers_doc, sh_blocks
 from ailab.slurm import job_submit_messages
 from tests.integration.conftest import record_timing
-from tests.integration.slurm_helpers import TERMINAL, submit, submitted, wait_for
+from tests.integration.slurm_helpers import TERMINAL, job_output, submit, submitted, wait_for
 
 pytestmark = pytest.mark.usefixtures("cancel_leftover_jobs")
 
@@ -135,16 +135,19 @@ def test_memory_past_the_jobs_limit_is_killed_by_the_jobs_cgroup(sim, fe, ctl, b
     job = submitted(
         submit(sim, fe, STUDENT, "-p t4 --gres=gpu:1 --mem=256M -t 5", script, output="ailab-ct-oom")
     )
-    state = wait_for(
+    wait_for(
         f"job {job} to end",
         lambda: (
             (s := sim.exec(ctl, f"sacct -n -X -j {job} -o State%30", check=False).stdout.split())
             and s[0] in TERMINAL
-            and s[0]
         ),
         timeout=180,
     )
-    assert state == "OUT_OF_MEMORY", state
+    # The step that ran the container hit the job's limit: the job's cgroup's OOM killer, counted by
+    # slurmstepd in that cgroup (the node's own OOM killer would leave no such event in the step).
+    step = sim.exec(ctl, f"sacct -n -P -j {job}.0 -o State", check=False).stdout.split()
+    assert step and step[0] == "OUT_OF_MEMORY", step
+    assert f"oom-kill event(s) in StepId={job}.0" in job_output(sim, fe, STUDENT, job, output="ailab-ct-oom")
     node = sim.exec(ctl, f"sacct -n -X -j {job} -o NodeList%30", check=False).stdout.strip()
     info = sim.exec(ctl, f"sinfo -h -n {node} -o %T", check=False).stdout.strip()
     assert info in ("idle", "mixed", "allocated"), f"{node} is {info} after the job's OOM"
