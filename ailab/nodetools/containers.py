@@ -17,20 +17,16 @@ Only the Python standard library is used: it runs on the nodes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import filecmp
-import glob
 import json
 import os
 import re
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+# ailab-ch-run starts every container: it imports only what it needs (the build, gpu-dir and publish
+# commands import the rest when they run).
 
 CONFIG = "/etc/ailab/containers.json"
 IMAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -80,12 +76,8 @@ def load_config(path: str = CONFIG) -> dict:
 # --- ailab-ch-run ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    image: str
-    command: tuple[str, ...]
-    binds: tuple[tuple[str, str], ...] = ()
-    cd: str = ""
+# image, command (tuple), binds ((src, dst), ...), cd ("" = the home, or where the job is inside it)
+RunRequest = namedtuple("RunRequest", "image command binds cd", defaults=((), ""))
 
 
 def _inside(path: str, top: str) -> bool:
@@ -312,12 +304,16 @@ def containerfile(context: str, file: str | None) -> str:
 
 
 def _ch(cmd: list[str], env: Mapping[str, str], what: str, fix: str) -> None:
+    import subprocess
+
     result = subprocess.run(cmd, env=dict(env), check=False)
     if result.returncode != 0:
         raise Failed(f"{what} failed (exit status {result.returncode}; its messages are above) -- fix: {fix}")
 
 
 def cmd_build(argv: Sequence[str], config: Mapping, env: Mapping[str, str]) -> int:
+    import argparse
+
     p = argparse.ArgumentParser(prog="ailab-ch-build", description="build an image into ~/images/NAME.sqfs")
     p.add_argument("-t", "--tag", required=True, help="the image's name: ~/images/NAME.sqfs")
     p.add_argument("-f", "--file", help="the Containerfile (default: DIR/Containerfile or DIR/Dockerfile)")
@@ -375,6 +371,9 @@ def cmd_build(argv: Sequence[str], config: Mapping, env: Mapping[str, str]) -> i
 
 def import_base(name: str, storage: str, config: Mapping, env: Mapping[str, str]) -> None:
     """Put catalogue image ``name`` into the user's ch-image storage, again when the catalogue's changed."""
+    import filecmp
+    import shutil
+
     stamp_src = os.path.join(config["catalogue"], f"{name}.json")
     sqfs = os.path.join(config["catalogue"], f"{name}.sqfs")
     if not os.path.exists(sqfs):
@@ -417,6 +416,10 @@ def collect_gpu_dir(
 ) -> bool:
     """Make ``dest``/bin and ``dest``/lib hold exactly the driver's tools and libraries found on this node
     (copies; symlinks kept as symlinks).  True when something changed."""
+    import filecmp
+    import glob
+    import shutil
+
     wanted: dict[str, str] = {}
     for name in bins:
         found = shutil.which(name, path="/usr/bin:/usr/sbin:/bin:/sbin")
@@ -460,6 +463,8 @@ def collect_gpu_dir(
 
 
 def cmd_gpu_dir(argv: Sequence[str]) -> int:
+    import argparse
+
     p = argparse.ArgumentParser(prog="containers.py gpu-dir")
     p.add_argument("--dest", required=True)
     p.add_argument("--bin", action="append", default=[])
@@ -499,6 +504,9 @@ def published(directory: str) -> dict[str, str]:
 def build_image(image: Mapping, sources: Sequence[str], workdir: str) -> str:
     """mmdebstrap a minbase ``suite`` with the packages from the node's own apt sources into a directory,
     fix it up for ch-run (ch-convert), pack it into SquashFS; the .sqfs path."""
+    import shutil
+    import subprocess
+
     root = os.path.join(workdir, "root")
     include = ",".join(image["packages"])
     cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory", "--quiet"]
@@ -532,6 +540,9 @@ def publish(
     """Bring ``directory`` (the catalogue, writable here) to ``config``: leftovers of a failed run removed,
     changed images rebuilt and each put in place by a rename (readers see the old or the new file, never a
     half-written one), images no longer listed removed."""
+    import shutil
+    import tempfile
+
     os.makedirs(directory, mode=0o755, exist_ok=True)
     for entry in os.listdir(directory):
         if entry.startswith(".") and ".tmp" in entry:
@@ -574,6 +585,11 @@ def apt_sources(root: str = "/") -> list[str]:
 
 
 def cmd_publish(argv: Sequence[str]) -> int:
+    import argparse
+    import shlex
+    import subprocess
+    import tempfile
+
     p = argparse.ArgumentParser(prog="containers.py publish")
     p.add_argument("--config", required=True, help="catalogue.json (role containers)")
     p.add_argument(

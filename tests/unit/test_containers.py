@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -291,7 +292,7 @@ def test_gpu_dir_copies_the_driver_tools_and_is_idempotent(tmp_path, monkeypatch
     (libdir / "libcuda.so.1").symlink_to("libcuda.so.535.1")
     (libdir / "libother.so").write_text("no")
     monkeypatch.setattr(
-        tool.shutil, "which", lambda name, path=None: str(bindir / name) if name == "nvidia-smi" else None
+        shutil, "which", lambda name, path=None: str(bindir / name) if name == "nvidia-smi" else None
     )
     assert tool.collect_gpu_dir(str(dest), ["nvidia-smi", "nvidia-debugdump"], ["libcuda.so*"], [str(libdir)])
     assert sorted(os.listdir(dest / "lib")) == ["libcuda.so.1", "libcuda.so.535.1"]
@@ -302,7 +303,7 @@ def test_gpu_dir_copies_the_driver_tools_and_is_idempotent(tmp_path, monkeypatch
     (libdir / "libcuda.so.1").unlink()
     assert tool.collect_gpu_dir(str(dest), ["nvidia-smi"], ["libcuda.so*"], [str(libdir)])
     assert os.listdir(dest / "lib") == []
-    monkeypatch.setattr(tool.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
     with pytest.raises(tool.Failed, match="install the NVIDIA driver"):
         tool.collect_gpu_dir(str(dest), ["nvidia-smi"], [], [])
 
