@@ -70,6 +70,9 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
         [("ailab_render", (name,), {}) for name in ("ailab-rules.yml", "prometheus.yml", "alertmanager.yml")],
     ),
     ("monitoring: idle-gpus.json", "monitoring", [("ailab_render", ("idle-gpus.json",), {})]),
+    ("containers: settings", "all", [("ailab_containers", (), {})]),
+    ("containers: containers.json", "compute", [("ailab_render", ("containers.json",), {})]),
+    ("containers: catalogue.json", "ceph", [("ailab_render", ("catalogue.json",), {})]),
 ]
 
 

@@ -13,6 +13,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_backup_config(groups, host, state_dir) }}  /etc/ailab/backup.json of role backup
 {{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
 {{ hostvars | ailab_status_page(groups, host, tools, conf) }}  the front-end's status page: nginx site, units
+{{ hostvars | ailab_containers(groups) }}                  role containers: enabled, catalogue, GPU directory
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
@@ -34,7 +35,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, backup, ceph, frontend, monitoring
+from ailab import ansible_bridge, backup, ceph, containers, frontend, monitoring
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
 from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
@@ -65,6 +66,7 @@ MODEL_FILTERS = (
     "ailab_backup_config",
     "ailab_monitoring",
     "ailab_status_page",
+    "ailab_containers",
 )
 
 
@@ -203,6 +205,11 @@ def ailab_status_page(hostvars, groups, host, tools_dir, config_dir):
     return frontend.status_page_settings(cluster, str(host), str(tools_dir), str(config_dir))
 
 
+def ailab_containers(hostvars, groups):
+    """``ailab_containers`` as role containers reads it (ailab/containers.py)."""
+    return containers.settings(_cluster(hostvars, groups))
+
+
 def _split(users, record, source):
     try:
         return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
@@ -247,6 +254,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_backup_config": ailab_backup_config,
     "ailab_monitoring": ailab_monitoring,
     "ailab_status_page": ailab_status_page,
+    "ailab_containers": ailab_containers,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,

@@ -295,6 +295,43 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class ContainerImage:
+    """One base image of the container catalogue: Debian ``suite`` (minbase) plus ``packages``, built by
+    role containers with mmdebstrap from the nodes' own package mirror and published read-only as
+    ``<catalogue>/<name>.sqfs``."""
+
+    name: str
+    packages: tuple[str, ...] = ()
+    suite: str = "bookworm"
+    description: str = ""
+
+
+DEFAULT_CONTAINER_IMAGES = (
+    ContainerImage(
+        name="debian-bookworm-python",
+        packages=("python3", "python3-venv", "ca-certificates"),
+        description="Debian 12 with Python 3.11",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """``ailab_containers``: unprivileged containers (Charliecloud) for students: built on the front-end
+    (``ailab-ch-build``), run in a GPU job (``ailab-ch-run``); role containers and ailab/containers.py.
+
+    ``catalogue``: the read-only directory on CephFS where the admin-provided base images are published
+    (default ``<ailab_ceph.datasets_path>/containers``).  ``registry``: production may name a registry
+    mirror instead: then no image is built here and FROM lines are pulled from it."""
+
+    enabled: bool = False
+    catalogue: str = ""
+    images: tuple[ContainerImage, ...] = DEFAULT_CONTAINER_IMAGES
+    registry: str = ""
+    gpu_dir: str = "/usr/local/lib/ailab-gpu"
+
+
+@dataclass(frozen=True)
 class SimSettings:
     """Only in a simulated inventory: how the simulator names and wires its containers."""
 
@@ -334,6 +371,7 @@ class Cluster:
     operations_host: str = ""
     backup: BackupSettings = field(default_factory=BackupSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    containers: ContainerSettings = field(default_factory=ContainerSettings)
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))

@@ -20,6 +20,8 @@ from ailab.model import (
     BackupSettings,
     CephSettings,
     Cluster,
+    ContainerImage,
+    ContainerSettings,
     DeletionPolicy,
     Gpu,
     Hardware,
@@ -51,6 +53,7 @@ CLUSTER_VARS = (
     "ailab_secrets_dir",
     "ailab_backup",
     "ailab_monitoring",
+    "ailab_containers",
 )
 # Role variables the checks must see as the roles will (their defaults are the model's): the admin group
 # of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
@@ -678,6 +681,7 @@ def build_cluster(
         on_calendar=b.string("on_calendar", bd.on_calendar),
     )
     monitoring = parse_monitoring(cvars["ailab_monitoring"], problems)
+    containers = parse_containers(cvars["ailab_containers"], ceph, problems)
     sim = None
     if cvars["ailab_sim"] is not None:
         sr = Reader(cvars["ailab_sim"], "group_vars/all", "ailab_sim", problems)
@@ -740,6 +744,7 @@ def build_cluster(
         or next((h.name for h in hosts.values() if h.in_group(GROUP_FRONTEND)), ""),
         backup=backup,
         monitoring=monitoring,
+        containers=containers,
     )
     return cluster, problems
 
@@ -780,6 +785,40 @@ def parse_monitoring(raw: Any, problems: list[Problem]) -> MonitoringSettings:
         ceph_exporters=r.string_list("ceph_exporters"),
         status_page=status_page,
         job_gpu_stats=r.boolean("job_gpu_stats", d.job_gpu_stats),
+    )
+
+
+def parse_containers(raw: Any, ceph: CephSettings, problems: list[Problem]) -> ContainerSettings:
+    """``ailab_containers``; the catalogue defaults to ``<ailab_ceph.datasets_path>/containers``."""
+    r = Reader(raw, "group_vars/all", "ailab_containers", problems)
+    r.unknown_keys(("enabled", "catalogue", "images", "registry", "gpu_dir"))
+    d = ContainerSettings()
+    images = d.images
+    if r.has("images"):
+        value = r.data["images"]
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            r.problem("images", f"must be a list, got {value!r}", "write images as a YAML list of mappings")
+        else:
+            parsed = []
+            for i, item in enumerate(value):
+                ir = Reader(item, r.where, r.field_name(f"images[{i}]"), problems)
+                ir.unknown_keys(("name", "packages", "suite", "description"))
+                parsed.append(
+                    ContainerImage(
+                        name=ir.string("name", required=True, example="debian-bookworm-python"),
+                        packages=ir.string_list("packages"),
+                        suite=ir.string("suite", ContainerImage.suite),
+                        description=ir.string("description", ""),
+                    )
+                )
+            images = tuple(parsed)
+    default_catalogue = f"{ceph.datasets_path.rstrip('/')}/containers" if ceph.datasets_path else ""
+    return ContainerSettings(
+        enabled=r.boolean("enabled", d.enabled),
+        catalogue=r.string("catalogue", default_catalogue, example="/ceph/datasets/containers"),
+        images=images,
+        registry=r.string("registry", "", example="registry.example.org/ailab"),
+        gpu_dir=r.string("gpu_dir", d.gpu_dir),
     )
 
 

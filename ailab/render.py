@@ -30,6 +30,8 @@ RENDERERS: dict[str, str] = {
     "alertmanager.yml": "ailab.monitoring:render_alertmanager_yml",
     "idle-gpus.json": "ailab.monitoring:render_idle_gpus_json",
     "jobstats-epilog": "ailab.monitoring:render_jobstats_epilog",
+    "containers.json": "ailab.containers:render_containers_json",
+    "catalogue.json": "ailab.containers:render_catalogue_json",
 }
 
 # The files whose text depends on the host they are for; every other renderer ignores ``host``, so the

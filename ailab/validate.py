@@ -131,6 +131,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_monitoring,
         check_idle_gpus,
         check_status_page,
+        check_containers,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1679,5 +1680,85 @@ def check_extra_config(cluster: Cluster) -> list[Problem]:
                         "end of the value or a comment",
                         "drop them; separate list items with commas, e.g. bf_continue,bf_window=60",
                     )
+                )
+    return out
+
+
+CONTAINER_IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+CONTAINER_SUITES = ("bookworm",)  # what the nodes' package mirror serves (Debian 12 only)
+REGISTRY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9][a-z0-9._/-]*)?$")
+
+
+def check_containers(cluster: Cluster) -> list[Problem]:
+    """``ailab_containers``: a catalogue directory inside the read-only shared area (the nodes mount it
+    read-only, the admin host publishes into it), image names that are file names, Debian package names,
+    a suite the package mirror serves; a registry mirror that is a host[:port][/path]."""
+    c, out, where = cluster.containers, [], "group_vars/all"
+    if not c.enabled:
+        return out
+
+    def problem(field_name: str, message: str, fix: str) -> None:
+        out.append(Problem(where, f"ailab_containers.{field_name}", message, fix))
+
+    datasets = cluster.ceph.datasets_path
+    if not c.catalogue:
+        problem(
+            "catalogue",
+            "is not set and ailab_ceph.datasets_path is unset (the catalogue's default is inside it)",
+            "set ailab_ceph.datasets_path (e.g. /ceph/datasets) or ailab_containers.catalogue inside it",
+        )
+    elif not c.catalogue.startswith("/") or posixpath.normpath(c.catalogue) != c.catalogue.rstrip("/"):
+        problem(
+            "catalogue",
+            f"{c.catalogue!r} is not a normalised absolute path",
+            "write it like /ceph/datasets/containers",
+        )
+    elif (
+        not datasets or not _inside(c.catalogue, datasets) or c.catalogue.rstrip("/") == datasets.rstrip("/")
+    ):
+        problem(
+            "catalogue",
+            f"{c.catalogue} is not a directory inside the shared read-only area ailab_ceph.datasets_path "
+            f"({datasets or 'unset'}): students must not be able to change the images others build on",
+            f"drop it for the default, or put it under {datasets or 'ailab_ceph.datasets_path'}, e.g. "
+            f"{(datasets or '/ceph/datasets').rstrip('/')}/containers",
+        )
+    if not c.gpu_dir.startswith("/") or c.gpu_dir.rstrip("/") in ("", *SYSTEM_DIRS):
+        problem(
+            "gpu_dir", f"{c.gpu_dir!r} is not a directory of its own", "use e.g. /usr/local/lib/ailab-gpu"
+        )
+    if c.registry and not REGISTRY_RE.match(c.registry):
+        problem(
+            "registry",
+            f"{c.registry!r} is not a registry host[:port][/path]",
+            "write it like registry.example.org/ailab (no scheme), or drop it to build the catalogue here",
+        )
+    if not c.registry and not c.images:
+        problem("images", "is empty: students would have no image to build FROM", "list at least one image")
+    seen: set[str] = set()
+    for i, image in enumerate(c.images):
+        field_name = f"images[{i}]"
+        if not CONTAINER_IMAGE_RE.match(image.name):
+            problem(
+                f"{field_name}.name",
+                f"{image.name!r} is not an image name (it becomes <catalogue>/<name>.sqfs)",
+                "use lower-case letters, digits, '.', '_' and '-', e.g. debian-bookworm-python",
+            )
+        elif image.name in seen:
+            problem(f"{field_name}.name", f"{image.name!r} is listed twice", "give each image its own name")
+        seen.add(image.name)
+        if image.suite not in CONTAINER_SUITES:
+            problem(
+                f"{field_name}.suite",
+                f"{image.suite!r} is not served by the nodes' package mirror",
+                f"use one of: {', '.join(CONTAINER_SUITES)}",
+            )
+        for j, package in enumerate(image.packages):
+            if not DEBIAN_PACKAGE_RE.match(package):
+                problem(
+                    f"{field_name}.packages[{j}]",
+                    f"{package!r} is not a Debian package name",
+                    "write the package name alone, e.g. python3 (no version, no options)",
                 )
     return out

@@ -31,9 +31,12 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-CONFIG = "/etc/ailab-sim/node.json"
-FAILED_DIR = "/var/lib/ailab-sim/failed"
-LOAD_DIR = "/var/lib/ailab-sim/load"
+# Inside a container (role containers, ailab-ch-run) the host's files are bind-mounted elsewhere: the
+# wrapper names them with AILAB_SIM_CONFIG and AILAB_SIM_STATE (the directory of failed/ and load/).
+CONFIG = os.environ.get("AILAB_SIM_CONFIG") or "/etc/ailab-sim/node.json"
+STATE_DIR = os.environ.get("AILAB_SIM_STATE") or "/var/lib/ailab-sim"
+FAILED_DIR = f"{STATE_DIR}/failed"
+LOAD_DIR = f"{STATE_DIR}/load"
 
 EXIT_INVALID_ARGUMENT = 2
 EXIT_NOT_FOUND = 6

@@ -1,0 +1,1 @@
+../../../ailab/nodetools/containers.py
