@@ -14,6 +14,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
 {{ hostvars | ailab_status_page(groups, host, tools, conf) }}  the front-end's status page: nginx site, units
 {{ hostvars | ailab_containers(groups) }}                  role containers: enabled, catalogue, GPU directory
+{{ 'slurm' | ailab_layout }}                               Slurm's paths, ports, user, database
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
@@ -217,6 +218,16 @@ def _split(users, record, source):
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def ailab_layout(component):
+    """Where a component's files live and which ports it uses: the constants of ailab/slurm.py, so the
+    roles and the renderers share one source (``{{ 'slurm' | ailab_layout }}``)."""
+    from ailab.slurm import layout
+
+    if component != "slurm":
+        raise ValueError(f"ailab_layout: unknown component {component!r} -- fix: use 'slurm'")
+    return layout()
+
+
 def ailab_live_users(users, record, source="the deletion record"):
     """``users`` without those the deletion record (retention.json's text, '' if absent) says are deleted
     (and not readmitted): what every role sees for the rest of the run (playbooks/preflight.yml)."""
@@ -255,6 +266,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_monitoring": ailab_monitoring,
     "ailab_status_page": ailab_status_page,
     "ailab_containers": ailab_containers,
+    "ailab_layout": ailab_layout,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,

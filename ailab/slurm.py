@@ -35,6 +35,24 @@ HEALTH_CHECK_PROGRAM = "/usr/local/sbin/ailab-gpu-health"
 HEALTH_CHECK_CONFIG = f"{CONF_DIR}/gpu-health.json"
 HEALTH_CHECK_INTERVAL = 30  # seconds; slurmd also runs it once when it starts
 HEALTH_REASON_PREFIX = "gpu-health:"  # the health check only resumes nodes whose drain reason starts so
+
+
+def layout() -> dict[str, str | int]:
+    """The paths, ports, user and database above, for the roles (filter ``ailab_layout``)."""
+    return {
+        "user": SLURM_USER,
+        "conf_dir": CONF_DIR,
+        "state_save_location": STATE_SAVE_LOCATION,
+        "slurmd_spool_dir": SLURMD_SPOOL_DIR,
+        "log_dir": LOG_DIR,
+        "slurmctld_port": SLURMCTLD_PORT,
+        "slurmd_port": SLURMD_PORT,
+        "slurmdbd_port": SLURMDBD_PORT,
+        "accounting_db": ACCOUNTING_DB,
+        "health_check_config": HEALTH_CHECK_CONFIG,
+    }
+
+
 # jobstats (ailab/nodetools/jobstats.py): installed on the front-end and the controller; on the controller
 # slurmctld runs the epilog wrapper (as SlurmUser) when a job ends, to store its GPU figures.
 JOBSTATS_TOOL = "/usr/local/lib/ailab/jobstats.py"

@@ -54,9 +54,9 @@ DIFFERENCES: dict[str, tuple[str | None, str]] = {
     "SlurmctldHost": ("{controller}(127.0.0.1)", "all daemons share one container's loopback"),
     "AccountingStorageHost": (LOOPBACK, "slurmdbd runs in the same container"),
     "SlurmdParameters": ("config_overrides", "slurmd trusts the declared CPUs, memory and GPUs"),
-    "SlurmdSpoolDir": ("/var/lib/slurm/slurmd/%n", "one spool per node (%n: the NodeName)"),
+    "SlurmdSpoolDir": (f"{slurm.SLURMD_SPOOL_DIR}/%n", "one spool per node (%n: the NodeName)"),
     "SlurmdPidFile": ("/run/slurmd-%n.pid", "one PID file per node"),
-    "SlurmdLogFile": ("/var/log/slurm/slurmd-%n.log", "one log per node"),
+    "SlurmdLogFile": (f"{slurm.LOG_DIR}/slurmd-%n.log", "one log per node"),
     "ProctrackType": ("proctrack/linuxproc", "no per-node cgroup tree in one container"),
     "TaskPlugin": ("task/none", "confinement is the simulator's to prove, not the scheduler's"),
     "JobAcctGatherType": ("jobacct_gather/none", "no per-job sampling of hundreds of nodes"),
@@ -101,11 +101,11 @@ File = tuple[str, str, str, str]
 def files(cluster: Cluster) -> list[File]:
     """What the emulation's container gets in /etc/slurm, from the real renderers."""
     return [
-        ("/etc/slurm/slurm.conf", "root", "0644", emulated_slurm_conf(cluster)),
-        ("/etc/slurm/gres.conf", "root", "0644", slurm.render_gres_conf(cluster)),
-        ("/etc/slurm/cgroup.conf", "root", "0644", slurm.render_cgroup_conf(cluster)),
-        ("/etc/slurm/job_submit.lua", "root", "0644", slurm.render_job_submit_lua(cluster)),
-        ("/etc/slurm/slurmdbd.conf", slurm.SLURM_USER, "0600", slurm.render_slurmdbd_conf(cluster)),
+        (f"{slurm.CONF_DIR}/slurm.conf", "root", "0644", emulated_slurm_conf(cluster)),
+        (f"{slurm.CONF_DIR}/gres.conf", "root", "0644", slurm.render_gres_conf(cluster)),
+        (f"{slurm.CONF_DIR}/cgroup.conf", "root", "0644", slurm.render_cgroup_conf(cluster)),
+        (f"{slurm.CONF_DIR}/job_submit.lua", "root", "0644", slurm.render_job_submit_lua(cluster)),
+        (f"{slurm.CONF_DIR}/slurmdbd.conf", slurm.SLURM_USER, "0600", slurm.render_slurmdbd_conf(cluster)),
     ]
 
 
@@ -184,9 +184,9 @@ def start_script(cluster: Cluster, wait_seconds: int = 120) -> str:
         "(setsid /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --innodb-buffer-pool-size=64M "
         "> /var/log/mysql/emulation.log 2>&1 &)",
         _wait("MariaDB", "test -S /run/mysqld/mysqld.sock", wait_seconds),
-        'mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; '
-        "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED VIA unix_socket; "
-        "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';\"",
+        f'mariadb -e "CREATE DATABASE IF NOT EXISTS {slurm.ACCOUNTING_DB}; '
+        f"CREATE USER IF NOT EXISTS '{slurm.SLURM_USER}'@'localhost' IDENTIFIED VIA unix_socket; "
+        f"GRANT ALL ON {slurm.ACCOUNTING_DB}.* TO '{slurm.SLURM_USER}'@'localhost';\"",
         f"install -d -o slurm -g slurm -m 0700 {slurm.STATE_SAVE_LOCATION}",
         f"install -d -o slurm -g slurm -m 0755 {slurm.LOG_DIR}",
         *users_script(cluster),

@@ -473,3 +473,14 @@ def test_private_data_in_slurm_conf_and_slurmdbd_conf(cluster):
     dbd = slurm.render_slurmdbd_conf(cluster)
     assert "PrivateData=accounts,jobs,usage,users\n" in dbd
     assert "reservations" not in dbd.split("PrivateData=")[1].splitlines()[0]
+
+
+def test_the_roles_layout_is_the_renderers_constants():
+    from ailab.filters import ailab_layout
+
+    layout = ailab_layout("slurm")
+    assert layout["conf_dir"] == slurm.CONF_DIR and layout["slurmdbd_port"] == slurm.SLURMDBD_PORT
+    assert layout["accounting_db"] == slurm.ACCOUNTING_DB and layout["user"] == slurm.SLURM_USER
+    assert layout["health_check_config"] == f"{slurm.CONF_DIR}/gpu-health.json"
+    with pytest.raises(ValueError, match="unknown component 'munge' -- fix: use 'slurm'"):
+        ailab_layout("munge")
