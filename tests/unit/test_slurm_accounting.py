@@ -273,8 +273,7 @@ def test_removed_project_goes_once_its_users_are_gone():
     }
     p = plan(spec=spec, jobs={"student1": 0, "student2": 0})
     assert cmds(p) == [
-        "delete user where name=student1 account=course-ml cluster=ailabsim",
-        "delete user where name=student2 account=course-ml cluster=ailabsim",
+        "delete user where name=student1,student2 account=course-ml cluster=ailabsim",  # one call per account
         "delete account where name=course-ml cluster=ailabsim",
     ]
     # One user still busy: the account stays (with that user blocked).
@@ -317,3 +316,25 @@ def test_a_years_students_are_added_in_a_few_commands():
     per = acct.ADD_USERS_PER_COMMAND
     assert [len(c[2].split(",")) for c in got] == [per, per, 1200 - 2 * per]
     assert sorted(n for c in got for n in c[2].split(",")) == sorted(u["name"] for u in spec["users"])
+
+
+def test_many_removed_users_go_in_one_command_per_account():
+    """The yearly deletion removes thousands of users: one sacctmgr call per account, not per user."""
+    per = acct.ADD_USERS_PER_COMMAND
+    extra = [f"old{i:04d}" for i in range(per + 3)]
+    lines = "\n".join(f"ailabsim|course-ml|{u}|ailab|ailab|" for u in extra)
+    outputs = {**CONVERGED, "assocs": CONVERGED["assocs"].rstrip("\n") + "\n" + lines + "\n"}
+    jobs = {u: 0 for u in extra} | {"old0001": 2, "old0002": None}
+    p = plan(outputs=outputs, jobs=jobs)
+    idle = [u for u in extra if jobs[u] == 0]
+    assert cmds(p) == [
+        f"delete user where name={','.join(idle[:per])} account=course-ml cluster=ailabsim",
+        f"delete user where name={','.join(idle[per:])} account=course-ml cluster=ailabsim",
+        "modify user where name=old0001,old0002 account=course-ml cluster=ailabsim set MaxSubmitJobs=0",
+    ]
+    assert p.blocked == ["old0001", "old0002"]
+
+
+def test_job_counts_come_from_one_squeue_listing():
+    assert acct.count_jobs(["a", "b", "c"], "a\nb\na\nz\n") == {"a": 2, "b": 1, "c": 0}
+    assert acct.count_jobs(["a", "b"], None) == {"a": None, "b": None}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from collections import Counter
 from dataclasses import dataclass, field
 
 DOCUMENTATION = r"""
@@ -329,24 +330,29 @@ def plan(
         key=lambda a: (a.user, a.account),
     )
     deleted: set[tuple[str, str]] = set()  # (user, account) associations this plan deletes
+    # One command per account for all its users to delete or block (the yearly deletion removes thousands;
+    # one sacctmgr call each would take slurmdbd most of an hour).
+    to_delete: dict[str, list[str]] = {}
+    to_block: dict[str, list[str]] = {}
     for a in stale:
         if removed_users == "remove" and jobs.get(a.user) == 0:
-            out.add("delete", "user", "where", f"name={a.user}", f"account={a.account}", f"cluster={cluster}")
+            to_delete.setdefault(a.account, []).append(a.user)
             deleted.add((a.user, a.account))
             continue
         if a.user not in out.blocked:
             out.blocked.append(a.user)
         if a.max_submit != "0":
-            out.add(
-                "modify",
-                "user",
-                "where",
-                f"name={a.user}",
-                f"account={a.account}",
-                f"cluster={cluster}",
-                "set",
-                "MaxSubmitJobs=0",
-            )
+            to_block.setdefault(a.account, []).append(a.user)
+    for verb, by_account, tail in (
+        ("delete", to_delete, ()),
+        ("modify", to_block, ("set", "MaxSubmitJobs=0")),
+    ):
+        for account, names in sorted(by_account.items()):
+            for i in range(0, len(names), ADD_USERS_PER_COMMAND):
+                chunk = ",".join(names[i : i + ADD_USERS_PER_COMMAND])
+                out.add(
+                    verb, "user", "where", f"name={chunk}", f"account={account}", f"cluster={cluster}", *tail
+                )
 
     # Accounts of projects no longer in the inventory go once no user association is left in them.
     for name in sorted(managed - set(desired_accounts)):
@@ -358,6 +364,15 @@ def plan(
         if not left:
             out.add("delete", "account", "where", f"name={name}", f"cluster={cluster}")
     return out
+
+
+def count_jobs(users: list[str], squeue_users: str | None) -> dict[str, int | None]:
+    """Each of ``users``' jobs in ``squeue -h -o %u`` output (one owner per line); all None when squeue
+    could not answer (unknown: such users are only blocked, never deleted)."""
+    if squeue_users is None:
+        return dict.fromkeys(users)
+    owners = Counter(squeue_users.split())
+    return {user: owners[user] for user in users}
 
 
 def stale_users(spec: dict, state: State, organization: str = "ailab") -> list[str]:
@@ -408,11 +423,10 @@ def main() -> None:  # pragma: no cover - exercised on the simulated cluster
         return parse_state(cluster=cluster, **outputs)
 
     def job_counts(users: list[str]) -> dict[str, int | None]:
-        counts: dict[str, int | None] = {}
-        for user in users:
-            rc, out, _ = module.run_command([p["squeue"], "-h", "-u", user, "-o", "%i"])
-            counts[user] = len(out.split()) if rc == 0 else None  # None: unknown, so only block
-        return counts
+        if not users:
+            return {}
+        rc, out, _ = module.run_command([p["squeue"], "-h", "-o", "%u"])  # every queued/running job, once
+        return count_jobs(users, out if rc == 0 else None)
 
     state = read_state()
     todo = plan(
