@@ -151,9 +151,8 @@ def run_playbook(
             if progress:
                 elapsed = time.monotonic() - start
                 shown = [progress_line(e, elapsed, show_tasks) for e in events.poll()]
-                if line.startswith(
-                    "[ERROR]"
-                ):  # Ansible's own errors (syntax, inventory) come before any event
+                # Ansible's own errors (syntax, inventory) come before any event: shown from its output.
+                if line.startswith("[ERROR]"):
                     shown.append(f"  [{elapsed:5.0f}s]   {line.rstrip()[:300]}")
                 for text in shown:
                     if text:
