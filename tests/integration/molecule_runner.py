@@ -63,8 +63,8 @@ def run_scenario(
     start = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            ["molecule", "test", "-s", scenario], cwd=root, env=molecule_env(), stdout=out,
-            stderr=subprocess.STDOUT,
+            ["molecule", "test", "-s", scenario], cwd=root, env=molecule_env(), stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         started(proc)
         try:
