@@ -596,6 +596,12 @@ def cmd_publish(argv: Sequence[str]) -> int:
         "--mount", required=True, help="the command that mounts the catalogue's parent (MNT appended)"
     )
     p.add_argument("--subdir", required=True, help="the catalogue below the mounted directory")
+    p.add_argument(
+        "--background",
+        metavar="UNIT",
+        help="only compare the catalogue with its definition; if they differ, start UNIT (which runs this "
+        "command without --background) and return at once",
+    )
     args = p.parse_args(argv)
     with open(args.config) as fh:
         config = json.load(fh)
@@ -606,7 +612,12 @@ def cmd_publish(argv: Sequence[str]) -> int:
     try:
         subprocess.run([*shlex.split(args.mount), mnt], check=True, capture_output=True, text=True)
         try:
-            result = publish(config, os.path.join(mnt, args.subdir.strip("/")), sources)
+            directory = os.path.join(mnt, args.subdir.strip("/"))
+            if args.background:
+                present = published(directory) if os.path.isdir(directory) else {}
+                build, remove = publish_plan(config["images"], present)
+            else:
+                result = publish(config, directory, sources)
         finally:
             subprocess.run(["umount", mnt], check=False)
     except subprocess.CalledProcessError as exc:
@@ -614,8 +625,59 @@ def cmd_publish(argv: Sequence[str]) -> int:
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(mnt)
+    if args.background:
+        result = start_publish(args.background, build, remove)
+        print(json.dumps(result))
+        if result.get("previous_failure"):
+            print(f"containers.py publish: {result['previous_failure']}", file=sys.stderr)
+            return 1
+        return 0
     print(json.dumps({"changed": bool(result["built"] or result["removed"]), **result}))
     return 0
+
+
+def unit_state(unit: str) -> dict[str, str]:
+    import subprocess
+
+    out = subprocess.run(
+        ["systemctl", "show", "-p", "ActiveState", "-p", "Result", unit],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def background_action(build: Sequence[str], remove: Sequence[str], state: Mapping[str, str]) -> str:
+    """What the converge does about the catalogue: "none" (it matches its definition), "running" (the unit
+    is publishing now; the next converge looks again), "start" or "retry" (its last run failed)."""
+    if not build and not remove:
+        return "none"
+    if state.get("ActiveState") in ("active", "activating", "reloading", "deactivating"):
+        return "running"
+    return "retry" if state.get("Result", "success") != "success" else "start"
+
+
+def start_publish(unit: str, build: Sequence[str], remove: Sequence[str]) -> dict[str, object]:
+    """Start ``unit`` without waiting when the catalogue differs from its definition.  A converge then costs
+    no image build; a failed earlier run is started again and reported (journal tail) so the operator sees
+    it."""
+    import subprocess
+
+    action = background_action(build, remove, unit_state(unit))
+    out: dict[str, object] = {"changed": action in ("start", "retry"), "action": action,
+                              "build": list(build), "remove": list(remove)}  # fmt: skip
+    if action == "retry":
+        journal = subprocess.run(
+            ["journalctl", "-u", unit, "-n", "20", "--no-pager", "-o", "cat"],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        out["previous_failure"] = (
+            f"the last run of {unit} failed; started it again -- fix: read `journalctl -u {unit}`, remove "
+            f"the cause, converge again:\n{journal.strip()}"
+        )
+        subprocess.run(["systemctl", "reset-failed", unit], check=False)
+    if action in ("start", "retry"):
+        subprocess.run(["systemctl", "start", "--no-block", unit], check=True)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,13 +16,14 @@ and recorded in the session timings.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
 
 import pytest
 
-from ailab.containers import rules
+from ailab.containers import catalogue_config, rules
 from ailab.docs import EXAMPLE_IMAGE, containers_doc, sh_blocks
 from ailab.slurm import job_submit_messages
 from tests.integration.conftest import record_timing
@@ -51,7 +52,35 @@ def guide(sim) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def built(sim, fe, guide) -> dict[str, object]:
+def catalogue(sim, fe) -> dict[str, str]:
+    """The catalogue as published: the converge only starts ailab-catalogue.service on the publish host (the
+    first ceph host) and does not wait, so wait here for every image's stamp to carry its digest."""
+    config = catalogue_config(sim.cluster)
+    wanted = {i["name"]: i["digest"] for i in config["images"]}
+    publisher = sim.cluster.group("ceph")[0].name
+
+    def digests() -> dict[str, str]:
+        out = {}
+        for name in wanted:
+            got = sim.exec(fe, f"cat {config['catalogue']}/{name}.json", check=False)
+            out[name] = json.loads(got.stdout).get("digest", "") if got.returncode == 0 else ""
+        return out
+
+    def published() -> bool:
+        if digests() == wanted:
+            return True
+        state = sim.exec(publisher, "systemctl show -p ActiveState --value ailab-catalogue", check=False)
+        assert state.stdout.strip() != "failed", sim.exec(
+            publisher, "journalctl -u ailab-catalogue -n 30 --no-pager -o cat", check=False
+        ).stdout
+        return False
+
+    wait_for("the catalogue published by ailab-catalogue.service", published, timeout=600)
+    return wanted
+
+
+@pytest.fixture(scope="module")
+def built(sim, fe, guide, catalogue) -> dict[str, object]:
     """Everything in the guide's block but the GPU job, as the student: the image, timed."""
     build = "\n".join(guide[:-1])
     as_student(sim, fe, f"rm -rf ~/{EXAMPLE_IMAGE} ~/images/{EXAMPLE_IMAGE}.sqfs")

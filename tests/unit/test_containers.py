@@ -257,6 +257,23 @@ def test_publish_plan_builds_changed_and_missing_images_and_removes_unlisted_one
     assert tool.publish_plan(images, {"a": "1", "b": "old", "z": "9", "c": ""}) == (["b", "c"], ["z"])
 
 
+@pytest.mark.parametrize(
+    ("build", "remove", "state", "action"),
+    [
+        ([], [], {"ActiveState": "inactive", "Result": "success"}, "none"),
+        ([], [], {"ActiveState": "failed", "Result": "exit-code"}, "none"),
+        (["a"], [], {"ActiveState": "inactive", "Result": "success"}, "start"),
+        ([], ["z"], {"ActiveState": "inactive", "Result": "success"}, "start"),
+        (["a"], [], {"ActiveState": "activating", "Result": "success"}, "running"),
+        (["a"], [], {"ActiveState": "active", "Result": "success"}, "running"),
+        (["a"], [], {"ActiveState": "failed", "Result": "exit-code"}, "retry"),
+        (["a"], [], {"ActiveState": "inactive", "Result": "timeout"}, "retry"),
+    ],
+)
+def test_the_converge_starts_the_publishing_unit_only_if_the_catalogue_differs(build, remove, state, action):
+    assert tool.background_action(build, remove, state) == action
+
+
 def test_publish_renames_into_place_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
     cat = tmp_path / "cat"
     cat.mkdir()
