@@ -178,12 +178,16 @@ def _dn_line(dn: str) -> str:
 
 
 def plan(
-    current: Mapping[str, Mapping[str, Sequence[str]]], spec: Mapping[str, Any]
+    current: Mapping[str, Mapping[str, Sequence[str]]],
+    spec: Mapping[str, Any],
+    on_add: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
 ) -> tuple[str, dict[str, list[str]]]:
     """The LDIF (for ``ldapmodify``) that turns ``current`` (DN -> attributes, as :func:`parse_ldif` reads
     ``ldapsearch``) into the inventory's ``spec``, and a summary (added, modified, locked, deleted DNs).
-    Empty LDIF: nothing to do.  DNs compare case-insensitively, as LDAP does."""
+    Empty LDIF: nothing to do.  DNs compare case-insensitively, as LDAP does.  ``on_add``: attributes an
+    entry gets only when it is created (the service account's hashed password)."""
     want = desired(spec)
+    extra = {dn.lower(): attrs for dn, attrs in (on_add or {}).items()}
     have = {dn.lower(): (dn, attrs) for dn, attrs in current.items()}
     wanted_lower = {dn.lower() for dn in want}
     deleted = {str(n) for n in spec.get("deleted") or ()} - {u["name"] for u in spec["users"]}
@@ -215,7 +219,7 @@ def plan(
         found = have.get(dn.lower())
         if found is None:
             lines = [_dn_line(dn), "changetype: add"]
-            for attr, values in attrs.items():
+            for attr, values in {**attrs, **extra.get(dn.lower(), {})}.items():
                 lines += [_ldif_value(attr, v) for v in values]
             records.append("\n".join(lines))
             summary["added"].append(dn)
@@ -319,3 +323,106 @@ def spec_data(
         ],
         "deleted": sorted(set(deleted)),
     }
+
+
+def _ordinal_free(value: str) -> str:
+    """cn=config numbers ordered values (``{0}to * by ...``); compare them without the number."""
+    if value.startswith("{") and "}" in value and value[1 : value.index("}")].isdigit():
+        return value[value.index("}") + 1 :]
+    return value
+
+
+def config_plan(
+    current: Mapping[str, Mapping[str, Sequence[str]]], wanted: Mapping[str, Mapping[str, Sequence[str]]]
+) -> str:
+    """The LDIF that gives each cn=config entry of ``wanted`` (DN -> attribute -> values, in order; an empty
+    list: the attribute must be absent) those values.  Ordered values (olcAccess) compare in order and
+    without their ``{n}`` numbers.  All changes of one entry go in one modify (slapd checks TLS certificate
+    and key together).  Empty: nothing to do."""
+    records = []
+    have = {dn.lower(): attrs for dn, attrs in current.items()}
+    for dn, attrs in wanted.items():
+        now_attrs = have.get(dn.lower(), {})
+        changes = []
+        for attr, values in attrs.items():
+            now = [_ordinal_free(v) for v in _get(now_attrs, attr)]
+            new = [_ordinal_free(v) for v in values]
+            if now == new:
+                continue
+            if new:
+                changes.append("\n".join([f"replace: {attr}", *(_ldif_value(attr, v) for v in new), "-"]))
+            else:
+                changes.append(f"delete: {attr}\n-")
+        if changes:
+            records.append("\n".join([_dn_line(dn), "changetype: modify", *changes]))
+    return "\n\n".join(records) + "\n" if records else ""
+
+
+# --- from the model (on the Ansible controller; ``cluster`` is an ailab.model.Cluster) -----------------
+
+
+def settings(cluster: Any) -> dict[str, Any]:
+    """What role directory decides on (the ``ailab_directory_settings`` filter): on or off, managed or not,
+    where SSSD connects (the directory host by address, ldaps) and what it searches."""
+    d = cluster.directory
+    out: dict[str, Any] = {
+        "enabled": d.enabled,
+        "managed": d.managed,
+        "base_dn": d.base_dn,
+        "users_dn": d.users_dn if d.enabled else "",
+        "groups_dn": d.groups_dn if d.enabled else "",
+        "start_tls": d.start_tls,
+        "server": "",
+        "names": [],
+        "addresses": [],
+    }
+    if not d.enabled:
+        out.update(uris=[], bind_dn="")
+        return out
+    if d.managed:
+        hosts = cluster.directory_hosts
+        server = hosts[0] if hosts else None
+        names = [server.name, f"{server.name}.{cluster.domain}"] if server and cluster.domain else []
+        parts = [rdn.split("=", 1) for rdn in d.base_dn.split(",")] if d.base_dn else []
+        out.update(
+            domain=".".join(v for _, v in parts) if all(k.lower() == "dc" for k, _ in parts) else "",
+            uris=[f"ldaps://{server.address}"] if server else [],
+            bind_dn=f"cn={d.service_account},ou=services,{d.base_dn}",
+            server=server.name if server else "",
+            names=names or ([server.name] if server else []),
+            addresses=[server.address] if server else [],
+            start_tls=False,
+        )
+    else:
+        out.update(uris=list(d.uris), bind_dn=d.bind_dn)
+    return out
+
+
+def render_directory_json(cluster: Any, host: str | None = None) -> str:
+    """The reconcile's spec (role directory's ``ailab_directory`` module): every inventory user."""
+    import json
+
+    d = cluster.directory
+    users = [
+        {
+            "name": u.name,
+            "uid": u.uid,
+            "gid": u.gid,
+            "full_name": u.full_name,
+            "email": u.email,
+            "admin": u.admin,
+            "ssh_keys": list(u.ssh_keys),
+        }
+        for u in cluster.users.values()
+    ]
+    data = spec_data(
+        users,
+        base_dn=d.base_dn,
+        users_ou=d.users_ou,
+        groups_ou=d.groups_ou,
+        service_account=d.service_account,
+        home_root=cluster.ceph.home_root,
+        admin_group=cluster.accounts.admin_group,
+        admin_gid=cluster.accounts.admin_gid,
+    )
+    return json.dumps(data, sort_keys=True) + "\n"

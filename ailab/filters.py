@@ -14,6 +14,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
 {{ hostvars | ailab_status_page(groups, host, tools, conf) }}  the front-end's status page: nginx site, units
 {{ hostvars | ailab_containers(groups) }}                  role containers: enabled, catalogue, GPU directory
+{{ hostvars | ailab_directory_settings(groups) }}          role directory: LDAP on or off, URIs, base DN
 {{ 'slurm' | ailab_layout }}                               Slurm's paths, ports, user, database
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
@@ -36,7 +37,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, backup, ceph, containers, frontend, monitoring
+from ailab import ansible_bridge, backup, ceph, containers, directory, frontend, monitoring
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
 from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
@@ -68,6 +69,7 @@ MODEL_FILTERS = (
     "ailab_monitoring",
     "ailab_status_page",
     "ailab_containers",
+    "ailab_directory_settings",
 )
 
 
@@ -211,6 +213,11 @@ def ailab_containers(hostvars, groups):
     return containers.settings(_cluster(hostvars, groups))
 
 
+def ailab_directory_settings(hostvars, groups):
+    """``ailab_directory`` as role directory reads it (ailab/directory.py): where SSSD connects."""
+    return directory.settings(_cluster(hostvars, groups))
+
+
 def _split(users, record, source):
     try:
         return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
@@ -266,6 +273,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_monitoring": ailab_monitoring,
     "ailab_status_page": ailab_status_page,
     "ailab_containers": ailab_containers,
+    "ailab_directory_settings": ailab_directory_settings,
     "ailab_layout": ailab_layout,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,

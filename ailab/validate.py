@@ -1819,6 +1819,20 @@ def check_directory(cluster: Cluster) -> list[Problem]:
                     "put one service host (e.g. the Slurm controller) in group directory in the inventory",
                 )
             )
+        if (
+            d.base_dn
+            and DN_RE.match(d.base_dn)
+            and not all(rdn.split("=", 1)[0].lower() == "dc" for rdn in d.base_dn.split(","))
+        ):
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.base_dn",
+                    f"{d.base_dn!r}: the managed directory's suffix is made of dc= parts (Debian's slapd "
+                    "derives it from a domain)",
+                    "leave base_dn out (it comes from ailab_cluster.domain) or write it as dc=...,dc=...",
+                )
+            )
         if not d.base_dn:
             out.append(
                 Problem(
