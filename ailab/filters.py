@@ -18,6 +18,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ 'slurm' | ailab_layout }}                               Slurm's paths, ports, user, database
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
+{{ record | ailab_deleted_names }}                         everyone the deletion deleted (role directory)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
 {{ new_conf | slurm_reload_action(old_conf) }}              none, reconfigure or restart (slurmctld)
 {{ '/ceph/home' | ailab_mount_unit }}                       ceph-home.mount
@@ -40,7 +41,7 @@ from ansible.errors import AnsibleFilterError
 from ailab import ansible_bridge, backup, ceph, containers, directory, frontend, monitoring
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
-from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
+from ailab.retention import deleted_listed_warning, deleted_users, parse_state_text, split_deleted
 from ailab.slurm import reload_action
 
 
@@ -246,6 +247,15 @@ def ailab_deleted_listed(users, record, source="the deletion record"):
     return [{"name": d.name, "cycle": d.cycle, "on": d.on} for d in _split(users, record, source)[1]]
 
 
+def ailab_deleted_names(record, source="the deletion record"):
+    """Everyone the deletion record says is deleted (and not readmitted), listed or not: role directory
+    deletes their entries."""
+    try:
+        return sorted(deleted_users(parse_state_text(str(record or ""), source)))
+    except ToolError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 def ailab_deleted_warning(users, record, users_file, operations_host, source="the deletion record"):
     return deleted_listed_warning(_split(users, record, source)[1], users_file, operations_host)
 
@@ -278,6 +288,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,
+    "ailab_deleted_names": ailab_deleted_names,
     "slurm_reload_action": slurm_reload_action,
     **{
         f.__name__: _wrap(f)

@@ -300,6 +300,11 @@ def test_removed_user_is_locked_out_and_keeps_files(sim, fe, keydir, converge, t
         assert denied.returncode == 255, denied.stdout
         assert sim.exec(fe.name, f"cat {marker}").stdout.strip() == "thesis draft"
         for node in sim.cluster.hosts:
+            if sim.cluster.directory.enabled:
+                # From the directory (role directory): locked with nologin and shadowExpire, through SSSD.
+                shell = sim.exec(node, f"getent passwd {user}").stdout.strip().split(":")[-1]
+                assert shell == "/usr/sbin/nologin", (node, shell)
+                continue
             expiry = sim.exec(node, f"getent shadow {user}").stdout.split(":")[7]
             # Expired on day 0 or 1 of the epoch (the user module stores expires=1 s as day 0).
             assert expiry in ("0", "1"), (node, expiry)

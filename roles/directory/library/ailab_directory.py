@@ -52,6 +52,10 @@ summary:
   description: DNs added and modified, users locked and deleted.
   type: dict
   returned: with spec
+users:
+  description: Every user name in the directory after the run (locked ones too).
+  type: list
+  returned: with spec
 ldif:
   description: The changes applied (in check mode, that would be applied); no passwords.
   type: str
@@ -148,7 +152,11 @@ def main() -> None:
             summary["password"] = [service]
         changed = bool(ldif or reset)
         shown = "\n".join(line for line in ldif.split("\n") if not line.startswith("userPassword:"))
-        result = {"changed": changed, "ldif": shown, "summary": summary}
+        people = "," + spec["users_dn"].lower()
+        names = {(a.get("uid") or [dn.split(",")[0].split("=", 1)[1]])[0] for dn, a in current.items()
+                 if dn.lower().endswith(people)}  # fmt: skip
+        names = (names | {u["name"] for u in spec["users"]}) - set(summary["deleted"])
+        result = {"changed": changed, "ldif": shown, "summary": summary, "users": sorted(names)}
         if changed and module._diff:
             result["diff"] = {
                 "before": "",
