@@ -31,6 +31,7 @@ LOCKED_EXPIRE = "1"  # shadowExpire: days since the epoch, expired long ago (as 
 USER_CLASSES = ("top", "posixAccount", "shadowAccount", "inetOrgPerson", "ldapPublicKey")
 GROUP_CLASSES = ("top", "posixGroup")
 OU_CLASSES = ("top", "organizationalUnit")
+BASE_CLASSES = ("top", "dcObject", "organization")
 SERVICE_CLASSES = ("top", "organizationalRole", "simpleSecurityObject")
 # The attributes this reconcile owns on each kind of entry: others (e.g. an operator's description) are
 # left alone.  Attributes whose values compare case-insensitively.
@@ -50,6 +51,7 @@ USER_ATTRS = (
 )
 GROUP_ATTRS = ("objectClass", "cn", "gidNumber", "memberUid")
 OU_ATTRS = ("objectClass", "ou")
+BASE_ATTRS = ("objectClass", "dc", "o")
 SERVICE_ATTRS = ("objectClass", "cn", "description")
 CASELESS = frozenset({"objectclass"})
 
@@ -88,7 +90,13 @@ def _rdn_value(dn: str) -> str:
 def desired(spec: Mapping[str, Any]) -> dict[str, Entry]:
     """Every entry the inventory wants, by DN (the locked and deleted users are :func:`plan`'s part: they
     depend on what the directory holds)."""
-    out: dict[str, Entry] = {}
+    out: dict[str, Entry] = {
+        spec["base_dn"]: {
+            "objectClass": BASE_CLASSES,
+            "dc": (_rdn_value(spec["base_dn"]),),
+            "o": (spec.get("organization") or _rdn_value(spec["base_dn"]),),
+        }
+    }
     for dn in (spec["users_dn"], spec["groups_dn"], spec["services_dn"]):
         out[dn] = {"objectClass": OU_CLASSES, "ou": (_rdn_value(dn),)}
     admins = []
@@ -145,6 +153,8 @@ def locked_entry(current: Entry, locked_shell: str) -> Entry:
 
 
 def owned_attrs(dn: str, spec: Mapping[str, Any]) -> tuple[str, ...]:
+    if dn.lower() == spec["base_dn"].lower():
+        return BASE_ATTRS
     if dn.endswith("," + spec["users_dn"]):
         return USER_ATTRS
     if dn.endswith("," + spec["groups_dn"]):
@@ -296,11 +306,13 @@ def spec_data(
     shell: str = "/bin/bash",
     locked_shell: str = "/usr/sbin/nologin",
     deleted: Sequence[str] = (),
+    organization: str = "",
 ) -> dict[str, Any]:
     """The module's ``spec``: the users (name, uid, gid, full_name, email, admin, ssh_keys), where they go,
     and who was deleted by the yearly deletion (their entries go)."""
     return {
         "base_dn": base_dn,
+        "organization": organization,
         "users_dn": f"ou={users_ou},{base_dn}",
         "groups_dn": f"ou={groups_ou},{base_dn}",
         "services_dn": f"ou=services,{base_dn}",
@@ -424,5 +436,6 @@ def render_directory_json(cluster: Any, host: str | None = None) -> str:
         home_root=cluster.ceph.home_root,
         admin_group=cluster.accounts.admin_group,
         admin_gid=cluster.accounts.admin_gid,
+        organization=cluster.name,
     )
     return json.dumps(data, sort_keys=True) + "\n"

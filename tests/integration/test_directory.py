@@ -128,10 +128,14 @@ def test_a_student_cannot_write_or_read_entries(sim, newcomer, directory, server
     uri = f"ldaps://{server.address}"
     other = f"uid=student2,{directory.users_dn}"
     # Anonymous (students have no LDAP password): nothing at all, not even another student's uid.
-    found = ldap(sim, fe, f"ldapsearch -LLL -x -H {uri} -b {directory.base_dn} '(uid=*)' uid mail", user=NEWBIE)
+    found = ldap(
+        sim, fe, f"ldapsearch -LLL -x -H {uri} -b {directory.base_dn} '(uid=*)' uid mail", user=NEWBIE
+    )
     assert found.returncode == 0 and "uid:" not in found.stdout and "mail:" not in found.stdout, found
     # No password to bind with.
-    bound = ldap(sim, fe, f"ldapwhoami -x -H {uri} -D uid={NEWBIE},{directory.users_dn} -w guess", user=NEWBIE)
+    bound = ldap(
+        sim, fe, f"ldapwhoami -x -H {uri} -D uid={NEWBIE},{directory.users_dn} -w guess", user=NEWBIE
+    )
     assert bound.returncode == 49, bound  # invalidCredentials
     change = f"dn: {other}\nchangetype: modify\nreplace: loginShell\nloginShell: /bin/sh\n"
     wrote = sim.exec(
@@ -172,11 +176,18 @@ def test_plain_binds_are_refused_tls_binds_work(sim, directory, server):
 def test_slapd_restart_under_a_running_job(sim, newcomer, server):
     fe = sim.cluster.frontends[0]
     started = ssh(
-        newcomer["key"], NEWBIE, fe.address, "sbatch --parsable --gres=gpu:1 --time=00:10:00 --wrap 'sleep 600'"
+        newcomer["key"],
+        NEWBIE,
+        fe.address,
+        "sbatch --parsable --gres=gpu:1 --time=00:10:00 --wrap 'sleep 600'",
     )
     assert started.returncode == 0, started.stderr
     job = started.stdout.strip().split(";")[0]
-    wait_for(f"job {job} running", lambda: sim.exec(fe.name, f"squeue -h -j {job} -o %T").stdout.strip() == "RUNNING", 120)
+    wait_for(
+        f"job {job} running",
+        lambda: sim.exec(fe.name, f"squeue -h -j {job} -o %T").stdout.strip() == "RUNNING",
+        120,
+    )
     node = sim.exec(fe.name, f"squeue -h -j {job} -o %N").stdout.strip()
     try:
         sim.exec(server.name, "systemctl stop slapd")
@@ -189,7 +200,11 @@ def test_slapd_restart_under_a_running_job(sim, newcomer, server):
     finally:
         sim.exec(server.name, "systemctl start slapd", check=False)
     assert sim.exec(server.name, "systemctl is-active slapd").stdout.strip() == "active"
-    wait_for("a login after slapd came back", lambda: ssh(newcomer["key"], NEWBIE, fe.address, "true").returncode == 0, 90)
+    wait_for(
+        "a login after slapd came back",
+        lambda: ssh(newcomer["key"], NEWBIE, fe.address, "true").returncode == 0,
+        90,
+    )
     assert sim.exec(fe.name, f"squeue -h -j {job} -o %T").stdout.strip() == "RUNNING"
     sim.exec(fe.name, f"scancel {job}")
 

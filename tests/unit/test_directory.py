@@ -101,7 +101,7 @@ def test_admin_group_named_like_a_user_is_refused():
 def test_empty_directory_gets_everything_then_nothing():
     ldif, summary = d.plan({}, spec([S1, S2]))
     assert ldif.index(f"dn: ou=people,{BASE}") < ldif.index(f"dn: uid=s1,ou=people,{BASE}")
-    assert len(summary["added"]) == 9 and not summary["locked"]
+    assert len(summary["added"]) == 10 and not summary["locked"]  # base, 3 ou, service, admins, 2 x 2
     after = apply({}, ldif)
     assert d.plan(after, spec([S1, S2])) == ("", {"added": [], "modified": [], "locked": [], "deleted": []})
 
@@ -230,7 +230,11 @@ def _problems(tmp_path, directory_yaml, groups_extra=""):
     cluster_file.write_text(text + "\n" + directory_yaml)
     if groups_extra:
         hosts = inv / "hosts.yml"
-        hosts.write_text(hosts.read_text().replace("        directory:\n          hosts:\n            ctl01:\n", groups_extra))
+        hosts.write_text(
+            hosts.read_text().replace(
+                "        directory:\n          hosts:\n            ctl01:\n", groups_extra
+            )
+        )
     _, problems = load_cluster(inv, strict=False)
     return [str(p) for p in problems]
 

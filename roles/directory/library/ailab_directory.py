@@ -136,12 +136,13 @@ def main() -> None:
             spec["base_dn"],
             "sub",
             "(|(objectClass=posixAccount)(objectClass=posixGroup)(objectClass=organizationalUnit)"
-            "(objectClass=organizationalRole))",
+            "(objectClass=organizationalRole)(objectClass=dcObject))",
             ["*"],
         )
-        # Only what lies under the three organisational units is ours (plus the units themselves).
+        # Only the base entry, the three organisational units and what lies under them are ours.
         ours = tuple(dn.lower() for dn in (spec["users_dn"], spec["groups_dn"], spec["services_dn"]))
-        current = {dn: a for dn, a in current.items() if dn.lower().endswith(ours)}
+        base = spec["base_dn"].lower()
+        current = {dn: a for dn, a in current.items() if dn.lower().endswith(ours) or dn.lower() == base}
         service = spec["service_dn"]
         password = p["service_password"]
         exists = service.lower() in {dn.lower() for dn in current}
