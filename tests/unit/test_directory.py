@@ -69,8 +69,8 @@ def apply(current, ldif):
 @pytest.mark.parametrize(
     ("users", "expect"),
     [
-        ([], {f"ou=people,{BASE}", f"ou=groups,{BASE}", f"ou=services,{BASE}", f"cn=ailab-admins,ou=groups,{BASE}",
-              f"cn=sssd,ou=services,{BASE}"}),
+        ([], {BASE, f"ou=people,{BASE}", f"ou=groups,{BASE}", f"ou=services,{BASE}",
+              f"cn=ailab-admins,ou=groups,{BASE}", f"cn=sssd,ou=services,{BASE}"}),
         ([S1], {f"uid=s1,ou=people,{BASE}", f"cn=s1,ou=groups,{BASE}"}),
         ([S1, S2, A1], {f"uid=a1,ou=people,{BASE}", f"cn=s2,ou=groups,{BASE}"}),
     ],
@@ -177,7 +177,8 @@ def test_on_add_only_when_created():
     [
         ("dn: uid=a,dc=x\nuid: a\n", {"uid=a,dc=x": {"uid": ["a"]}}),
         ("dn: uid=a,dc=x\ncn:: U8O4cmVu\n", {"uid=a,dc=x": {"cn": ["Søren"]}}),
-        ("dn: uid=a,dc=x\nsshPublicKey: ssh-ed25519 AA\n AAB k\n", {"uid=a,dc=x": {"sshPublicKey": ["ssh-ed25519 AAAAB k"]}}),
+        ("dn: uid=a,dc=x\nsshPublicKey: ssh-ed25519 AA\n AAB k\n",
+         {"uid=a,dc=x": {"sshPublicKey": ["ssh-ed25519 AAAAB k"]}}),
         ("# comment\ndn: cn=a\n\ndn: cn=b\nx: 1\nx: 2\n", {"cn=a": {}, "cn=b": {"x": ["1", "2"]}}),
         ("", {}),
     ],
@@ -195,11 +196,13 @@ def test_non_ascii_values_are_base64():
     ("current", "wanted", "expect"),
     [
         ({"cn=config": {"olcSecurity": ["ssf=71"]}}, {"cn=config": {"olcSecurity": ["ssf=71"]}}, ""),
-        ({"cn=config": {}}, {"cn=config": {"olcSecurity": ["ssf=71"]}}, "replace: olcSecurity\nolcSecurity: ssf=71"),
+        ({"cn=config": {}}, {"cn=config": {"olcSecurity": ["ssf=71"]}},
+         "replace: olcSecurity\nolcSecurity: ssf=71"),
         ({"x": {"olcRootPW": ["{SSHA}a"]}}, {"x": {"olcRootPW": []}}, "delete: olcRootPW"),
         ({"x": {}}, {"x": {"olcRootPW": []}}, ""),
         ({"x": {"olcAccess": ["{0}to a", "{1}to b"]}}, {"x": {"olcAccess": ["to a", "to b"]}}, ""),
-        ({"x": {"olcAccess": ["{0}to b", "{1}to a"]}}, {"x": {"olcAccess": ["to a", "to b"]}}, "replace: olcAccess"),
+        ({"x": {"olcAccess": ["{0}to b", "{1}to a"]}}, {"x": {"olcAccess": ["to a", "to b"]}},
+         "replace: olcAccess"),
     ],
 )  # fmt: skip
 def test_config_plan(current, wanted, expect):
@@ -239,6 +242,9 @@ def _problems(tmp_path, directory_yaml, groups_extra=""):
     return [str(p) for p in problems]
 
 
+EXTERNAL = "ailab_directory: {managed: false, base_dn: dc=u, bind_dn: 'cn=s,dc=u', "
+
+
 @pytest.mark.parametrize(
     ("directory_yaml", "groups_extra", "expect"),
     [
@@ -250,12 +256,11 @@ def _problems(tmp_path, directory_yaml, groups_extra=""):
         ("ailab_directory: {managed: true}\n", "\n", "group directory"),
         ("", "", "group directory"),
         ("ailab_directory: {managed: false}\n", "\n", "ailab_directory.uris"),
-        ("ailab_directory: {managed: false, uris: [ldap://u.example], base_dn: dc=u, bind_dn: 'cn=s,dc=u', bind_password: x}\n", "\n",
-         "clear text"),
-        ("ailab_directory: {managed: false, uris: [ldaps://u.example], base_dn: dc=u, bind_dn: 'cn=s,dc=u'}\n", "\n",
-         "ailab_directory.bind_password"),
-        ("ailab_directory: {managed: false, uris: [ldaps://u.example], base_dn: dc=u, bind_dn: 'cn=s,dc=u', bind_password: x}\n", "\n",
-         None),
+        (EXTERNAL + "uris: [ldap://u.example], bind_password: x}\n", "\n", "clear text"),
+        (EXTERNAL + "uris: [ldap://u.example], start_tls: true, bind_password: x}\n", "\n", None),
+        (EXTERNAL + "uris: [ldaps://u.example]}\n", "\n", "ailab_directory.bind_password"),
+        (EXTERNAL + "uris: [ldaps://u.example], bind_password: x}\n", "\n", None),
+        (EXTERNAL + "uris: [ldaps://u.example], bind_password: x}\n", "", "group directory"),
     ],
 )  # fmt: skip
 def test_inventory_checks(tmp_path, directory_yaml, groups_extra, expect):
