@@ -145,7 +145,8 @@ def test_a_student_cannot_write_or_read_entries(sim, newcomer, directory, server
         input=change,
         check=False,
     )
-    assert wrote.returncode != 0 and "Insufficient access" in wrote.stderr + wrote.stdout, wrote
+    # strongerAuthRequired (anonymous may not write at all) or insufficientAccess: refused either way.
+    assert wrote.returncode in (8, 50), wrote
     # What getent shows (the public fields) every user sees, through SSSD; the mail address nobody does.
     public = sim.exec(fe, "getent passwd student2", user=NEWBIE).stdout
     assert public.startswith("student2:") and "/bin/bash" in public
@@ -223,9 +224,12 @@ def test_removed_student_can_neither_log_in_nor_submit(sim, newcomer, converge, 
                      f"'(uid={NEWBIE})' loginShell shadowExpire sshPublicKey uidNumber").stdout  # fmt: skip
     assert "loginShell: /usr/sbin/nologin" in entry and "shadowExpire: 1" in entry, entry
     assert "sshPublicKey" not in entry and f"uidNumber: {newcomer['uid']}" in entry
-    for host in (fe.name, sim.cluster.compute[0].name):
-        shell = sim.exec(host, f"getent passwd {NEWBIE}").stdout.strip().split(":")[-1]
-        assert shell == "/usr/sbin/nologin", (host, shell)
+    for host in (fe.name, sim.cluster.compute[0].name):  # getent within SSSD's entry_cache_timeout (60 s)
+
+        def shell(host=host):
+            return sim.exec(host, f"getent passwd {NEWBIE}").stdout.strip().split(":")[-1] == "/usr/sbin/nologin"
+
+        wait_for(f"{NEWBIE}'s locked shell on {host}", shell, 90, interval=5)
     refused = sim.exec(fe.name, "sbatch --gres=gpu:1 --wrap true", user=NEWBIE, check=False)
     assert refused.returncode != 0, refused.stdout
     owner = sim.exec(fe.name, f"stat -c %u {marker}").stdout.strip()

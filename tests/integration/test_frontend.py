@@ -13,6 +13,7 @@ import yaml
 
 from simulator.ssh import ssh_files
 from tests.integration.conftest import INVENTORY, ROOT, explain, roles_changed, site_plays
+from tests.integration.slurm_helpers import wait_for
 
 KEYS = ROOT / "simulator" / "keys"
 SSH_OPTS = [
@@ -301,9 +302,13 @@ def test_removed_user_is_locked_out_and_keeps_files(sim, fe, keydir, converge, t
         assert sim.exec(fe.name, f"cat {marker}").stdout.strip() == "thesis draft"
         for node in sim.cluster.hosts:
             if sim.cluster.directory.enabled:
-                # From the directory (role directory): locked with nologin and shadowExpire, through SSSD.
-                shell = sim.exec(node, f"getent passwd {user}").stdout.strip().split(":")[-1]
-                assert shell == "/usr/sbin/nologin", (node, shell)
+                # From the directory (role directory): locked with nologin and shadowExpire, through SSSD,
+                # whose getent cache shows it within its entry_cache_timeout (60 s).
+                def locked(node=node):
+                    entry = sim.exec(node, f"getent passwd {user}").stdout.strip()
+                    return entry.endswith(":/usr/sbin/nologin")
+
+                wait_for(f"{user}'s locked shell on {node}", locked, 90, interval=5)
                 continue
             expiry = sim.exec(node, f"getent shadow {user}").stdout.split(":")[7]
             # Expired on day 0 or 1 of the epoch (the user module stores expires=1 s as day 0).
