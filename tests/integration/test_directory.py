@@ -227,7 +227,8 @@ def test_removed_student_can_neither_log_in_nor_submit(sim, newcomer, converge, 
     for host in (fe.name, sim.cluster.compute[0].name):  # getent within SSSD's entry_cache_timeout (60 s)
 
         def shell(host=host):
-            return sim.exec(host, f"getent passwd {NEWBIE}").stdout.strip().split(":")[-1] == "/usr/sbin/nologin"
+            entry = sim.exec(host, f"getent passwd {NEWBIE}").stdout.strip()
+            return entry.endswith(":/usr/sbin/nologin")
 
         wait_for(f"{NEWBIE}'s locked shell on {host}", shell, 90, interval=5)
     refused = sim.exec(fe.name, "sbatch --gres=gpu:1 --wrap true", user=NEWBIE, check=False)

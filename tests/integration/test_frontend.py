@@ -13,7 +13,6 @@ import yaml
 
 from simulator.ssh import ssh_files
 from tests.integration.conftest import INVENTORY, ROOT, explain, roles_changed, site_plays
-from tests.integration.slurm_helpers import wait_for
 
 KEYS = ROOT / "simulator" / "keys"
 SSH_OPTS = [
@@ -308,7 +307,7 @@ def test_removed_user_is_locked_out_and_keeps_files(sim, fe, keydir, converge, t
                     entry = sim.exec(node, f"getent passwd {user}").stdout.strip()
                     return entry.endswith(":/usr/sbin/nologin")
 
-                wait_for(f"{user}'s locked shell on {node}", locked, 90, interval=5)
+                wait_for(locked, 90, interval=5, what=f"{user}'s locked shell on {node}")
                 continue
             expiry = sim.exec(node, f"getent shadow {user}").stdout.split(":")[7]
             # Expired on day 0 or 1 of the epoch (the user module stores expires=1 s as day 0).
