@@ -10,14 +10,18 @@ Entries (under the suffix):
 
 - ``ou=people``: one ``uid=<name>`` per user: posixAccount + shadowAccount + inetOrgPerson + ldapPublicKey
   (uid/gid numbers, gecos, home, shell, mail, SSH keys);
-- ``ou=groups``: each user's personal group ``cn=<name>`` (gid = the user's gid) and the admin group with
-  the admin users as ``memberUid``;
+- ``ou=groups``: each user's personal group ``cn=<name>`` (gid = the user's gid);
 - ``ou=services``: the read-only account SSSD binds as (its password is checked and set by the module).
+
+The admin users and the admin group are not in the directory: they stay local accounts on every node (role
+accounts), so operators log in while the directory is down, and no name is both local and in LDAP (useradd
+and groupadd ask NSS, and would find the directory's).
 
 A user who left the inventory is **locked**, as role accounts locks a local account: shell
 ``/usr/sbin/nologin``, no SSH key, ``shadowExpire: 1`` (SSSD's ``ldap_account_expire_policy = shadow``
-refuses every login), out of the admin group; the entry, uid and personal group stay until the yearly
-deletion, which lists the user in ``deleted`` and the entry and personal group go.
+refuses every login); the entry, uid and personal group stay until the yearly deletion, which lists the
+user in ``deleted`` and the entry and personal group go.  An admin (``local``) has no entry: one found is
+removed with its personal group, as is any other group under ``ou=groups`` that is nobody's personal group.
 """
 
 from __future__ import annotations
@@ -99,7 +103,6 @@ def desired(spec: Mapping[str, Any]) -> dict[str, Entry]:
     }
     for dn in (spec["users_dn"], spec["groups_dn"], spec["services_dn"]):
         out[dn] = {"objectClass": OU_CLASSES, "ou": (_rdn_value(dn),)}
-    admins = []
     for u in spec["users"]:
         name = u["name"]
         attrs: Entry = {
@@ -124,17 +127,9 @@ def desired(spec: Mapping[str, Any]) -> dict[str, Entry]:
             "cn": (name,),
             "gidNumber": (str(int(u["gid"])),),
         }
-        if u.get("admin"):
-            admins.append(name)
     admin = spec["admin_group"]
     if admin["name"] in {u["name"] for u in spec["users"]}:
         raise SpecError(f"the admin group {admin['name']} has the name of a user's personal group")
-    out[group_dn(spec, admin["name"])] = {
-        "objectClass": GROUP_CLASSES,
-        "cn": (admin["name"],),
-        "gidNumber": (str(int(admin["gid"])),),
-        **({"memberUid": tuple(sorted(admins))} if admins else {}),
-    }
     service = spec["service_dn"]
     out[service] = {
         "objectClass": SERVICE_CLASSES,
@@ -200,7 +195,8 @@ def plan(
     extra = {dn.lower(): attrs for dn, attrs in (on_add or {}).items()}
     have = {dn.lower(): (dn, attrs) for dn, attrs in current.items()}
     wanted_lower = {dn.lower() for dn in want}
-    deleted = {str(n) for n in spec.get("deleted") or ()} - {u["name"] for u in spec["users"]}
+    listed = {u["name"] for u in spec["users"]}
+    deleted = {str(n) for n in (*(spec.get("deleted") or ()), *(spec.get("local") or ()))} - listed
     people_suffix = "," + spec["users_dn"].lower()
     groups_suffix = "," + spec["groups_dn"].lower()
     summary: dict[str, list[str]] = {"added": [], "modified": [], "locked": [], "deleted": []}
@@ -220,8 +216,11 @@ def plan(
             want[dn] = locked_entry({k: tuple(v) for k, v in attrs.items()}, spec["locked_shell"])
             locked_dns.add(dn)
             summary["locked"].append(name)
-        elif low.endswith(groups_suffix) and _rdn_value(dn) in deleted:
-            deletes.append(dn)
+        elif low.endswith(groups_suffix):
+            name = _rdn_value(dn)
+            person = f"uid={name}{people_suffix}"
+            if name in deleted or person not in have:
+                deletes.append(dn)
     # Parents first: the ou entries, then the rest in DN order.
     order = sorted(want, key=lambda dn: (dn.count(","), dn.lower()))
     for dn in order:
@@ -307,6 +306,7 @@ def spec_data(
     locked_shell: str = "/usr/sbin/nologin",
     deleted: Sequence[str] = (),
     organization: str = "",
+    local: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The module's ``spec``: the users (name, uid, gid, full_name, email, admin, ssh_keys), where they go,
     and who was deleted by the yearly deletion (their entries go)."""
@@ -334,6 +334,7 @@ def spec_data(
             for u in users
         ],
         "deleted": sorted(set(deleted)),
+        "local": sorted(set(local)),
     }
 
 
@@ -411,7 +412,8 @@ def settings(cluster: Any) -> dict[str, Any]:
 
 
 def render_directory_json(cluster: Any, host: str | None = None) -> str:
-    """The reconcile's spec (role directory's ``ailab_directory`` module): every inventory user."""
+    """The reconcile's spec (role directory's ``ailab_directory`` module): every inventory user but the
+    admins (local accounts, role accounts)."""
     import json
 
     d = cluster.directory
@@ -426,6 +428,7 @@ def render_directory_json(cluster: Any, host: str | None = None) -> str:
             "ssh_keys": list(u.ssh_keys),
         }
         for u in cluster.users.values()
+        if not u.admin
     ]
     data = spec_data(
         users,
@@ -437,5 +440,6 @@ def render_directory_json(cluster: Any, host: str | None = None) -> str:
         admin_group=cluster.accounts.admin_group,
         admin_gid=cluster.accounts.admin_gid,
         organization=cluster.name,
+        local=[u.name for u in cluster.users.values() if u.admin],
     )
     return json.dumps(data, sort_keys=True) + "\n"

@@ -70,7 +70,7 @@ def apply(current, ldif):
     ("users", "expect"),
     [
         ([], {BASE, f"ou=people,{BASE}", f"ou=groups,{BASE}", f"ou=services,{BASE}",
-              f"cn=ailab-admins,ou=groups,{BASE}", f"cn=sssd,ou=services,{BASE}"}),
+              f"cn=sssd,ou=services,{BASE}"}),
         ([S1], {f"uid=s1,ou=people,{BASE}", f"cn=s1,ou=groups,{BASE}"}),
         ([S1, S2, A1], {f"uid=a1,ou=people,{BASE}", f"cn=s2,ou=groups,{BASE}"}),
     ],
@@ -88,9 +88,16 @@ def test_user_entry_attributes():
     assert "shadowExpire" not in entry and "ldapPublicKey" in entry["objectClass"]
 
 
-def test_admin_group_members():
-    group = d.desired(spec([S1, A1]))[f"cn=ailab-admins,ou=groups,{BASE}"]
-    assert group["memberUid"] == ("a1",) and group["gidNumber"] == ("2900",)
+def test_the_admin_group_is_local_not_in_the_directory():
+    assert not any("ailab-admins" in dn for dn in d.desired(spec([S1, A1])))
+
+
+def test_render_leaves_the_admins_out():
+    import json
+
+    cluster, _ = load_cluster(ROOT / "inventory" / "sim")
+    names = {u["name"] for u in json.loads(d.render_directory_json(cluster))["users"]}
+    assert names == {u.name for u in cluster.users.values() if not u.admin} and "admin1" not in names
 
 
 def test_admin_group_named_like_a_user_is_refused():
@@ -101,7 +108,7 @@ def test_admin_group_named_like_a_user_is_refused():
 def test_empty_directory_gets_everything_then_nothing():
     ldif, summary = d.plan({}, spec([S1, S2]))
     assert ldif.index(f"dn: ou=people,{BASE}") < ldif.index(f"dn: uid=s1,ou=people,{BASE}")
-    assert len(summary["added"]) == 10 and not summary["locked"]  # base, 3 ou, service, admins, 2 x 2
+    assert len(summary["added"]) == 9 and not summary["locked"]  # base, 3 ou, service, 2 x (user, group)
     after = apply({}, ldif)
     assert d.plan(after, spec([S1, S2])) == ("", {"added": [], "modified": [], "locked": [], "deleted": []})
 
@@ -113,7 +120,6 @@ def test_empty_directory_gets_everything_then_nothing():
         ({"email": "new@x.org"}, ["replace: gecos", "replace: mail"]),
         ({"ssh_keys": ["ssh-ed25519 BBBB new"]}, ["replace: sshPublicKey"]),
         ({"uid": 200099}, ["replace: uidNumber"]),
-        ({"admin": True}, ["replace: memberUid"]),
     ],
 )
 def test_one_change_is_one_modify(change, expect_lines):
@@ -269,3 +275,17 @@ def test_inventory_checks(tmp_path, directory_yaml, groups_extra, expect):
         assert problems == []
     else:
         assert any(expect in p and "fix:" in p for p in problems), problems
+
+
+def test_an_admin_found_in_the_directory_is_removed_with_stray_groups():
+    """Admins are local accounts: an entry of theirs (e.g. from before) goes, as does a group under
+    ou=groups that is nobody's personal group (useradd/groupadd on a node would find them through NSS)."""
+    before = apply({}, d.plan({}, spec([S1, {**A1, "admin": False}]))[0])
+    before[f"cn=ailab-admins,ou=groups,{BASE}"] = {"objectClass": ["posixGroup"], "cn": ["ailab-admins"]}
+    s = spec([S1])
+    s["local"] = ["a1"]
+    ldif, summary = d.plan(before, s)
+    after = apply(before, ldif)
+    assert summary["deleted"] == ["a1"] and not summary["locked"]
+    assert not any("a1" in dn or "ailab-admins" in dn for dn in after)
+    assert d.plan(after, s)[0] == ""
