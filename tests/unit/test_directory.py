@@ -289,3 +289,12 @@ def test_an_admin_found_in_the_directory_is_removed_with_stray_groups():
     assert summary["deleted"] == ["a1"] and not summary["locked"]
     assert not any("a1" in dn or "ailab-admins" in dn for dn in after)
     assert d.plan(after, s)[0] == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "ascii_"),
+    [("Søren Ærø", "Soeren Aeroe"), ("Dörte Müller", "Doerte Mueller"), ("José Łukasz", "Jose Lukasz"),
+     ("A, B: C", "A B C"), ("李雷", "")],
+)  # fmt: skip
+def test_gecos_is_ascii(name, ascii_):
+    assert d.ascii_text(name) == ascii_
