@@ -70,8 +70,8 @@ def ascii_text(text: str) -> str:
     """``text`` in IA5 (ASCII), as the gecos attribute's syntax requires: accents dropped, other non-ASCII
     characters left out; the letters NFKD cannot take apart (ø, æ, ß, ł) and the umlauts are spelled out
     (``Søren Ærø`` -> ``Soeren Aeroe``, ``Dörte`` -> ``Doerte``)."""
-    table = {"ø": "oe", "Ø": "Oe", "æ": "ae", "Æ": "Ae", "ö": "oe", "Ö": "Oe", "ä": "ae", "Ä": "Ae", "ü": "ue",
-             "Ü": "Ue", "ß": "ss", "ł": "l", "Ł": "L"}  # fmt: skip
+    table = {"ø": "oe", "Ø": "Oe", "æ": "ae", "Æ": "Ae", "ö": "oe", "Ö": "Oe", "ä": "ae", "Ä": "Ae",
+             "ü": "ue", "Ü": "Ue", "ß": "ss", "ł": "l", "Ł": "L"}  # fmt: skip
     spelled = text.translate(str.maketrans(table))
     folded = unicodedata.normalize("NFKD", spelled).encode("ascii", "ignore").decode("ascii")
     return "".join(c for c in folded if c.isprintable() and c not in ",:")
