@@ -144,14 +144,20 @@ def test_the_old_front_end_rule_locks_ansible_out(sim, fe, converge):
 
 
 def test_password_login_is_not_offered(sim, fe, keydir):
-    sim.exec(fe.name, "echo 'student2:correct horse battery' | chpasswd")
+    # A local account with a password: with the directory (no passwords there) only the admins are local.
+    user = (
+        next(u.name for u in sim.cluster.users.values() if u.admin)
+        if sim.cluster.directory.enabled
+        else "student2"
+    )
+    sim.exec(fe.name, f"echo '{user}:correct horse battery' | chpasswd")
     try:
         result = subprocess.run(
             [
                 "ssh", *SSH_OPTS,
                 "-o", "PubkeyAuthentication=no",
                 "-o", "PreferredAuthentications=password,keyboard-interactive",
-                f"student2@{fe.address}", "true",
+                f"{user}@{fe.address}", "true",
             ],
             capture_output=True,
             text=True,
@@ -162,7 +168,7 @@ def test_password_login_is_not_offered(sim, fe, keydir):
         assert methods, result.stderr
         assert "password" not in methods.group(1) and "keyboard-interactive" not in methods.group(1)
     finally:
-        sim.exec(fe.name, "passwd -d student2 >/dev/null && passwd -l student2 >/dev/null")
+        sim.exec(fe.name, f"passwd -d {user} >/dev/null && passwd -l {user} >/dev/null")
 
 
 def test_uid_and_gid_are_the_same_on_every_node(sim):
