@@ -73,6 +73,8 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ("containers: settings", "all", [("ailab_containers", (), {})]),
     ("containers: containers.json", "compute", [("ailab_render", ("containers.json",), {})]),
     ("containers: catalogue.json", "ceph", [("ailab_render", ("catalogue.json",), {})]),
+    ("directory: settings", "all", [("ailab_directory_settings", (), {})]),
+    ("directory: directory.json", "directory", [("ailab_render", ("directory.json",), {})]),
 ]
 
 

@@ -14,9 +14,11 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
 {{ hostvars | ailab_status_page(groups, host, tools, conf) }}  the front-end's status page: nginx site, units
 {{ hostvars | ailab_containers(groups) }}                  role containers: enabled, catalogue, GPU directory
+{{ hostvars | ailab_directory_settings(groups) }}          role directory: LDAP on or off, URIs, base DN
 {{ 'slurm' | ailab_layout }}                               Slurm's paths, ports, user, database
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
+{{ record | ailab_deleted_names }}                         everyone the deletion deleted (role directory)
 {{ ailab_users | ailab_deleted_warning(record, file, host) }}  the warning naming them and the fix
 {{ new_conf | slurm_reload_action(old_conf) }}              none, reconfigure or restart (slurmctld)
 {{ '/ceph/home' | ailab_mount_unit }}                       ceph-home.mount
@@ -36,10 +38,10 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ailab import ansible_bridge, backup, ceph, containers, frontend, monitoring
+from ailab import ansible_bridge, backup, ceph, containers, directory, frontend, monitoring
 from ailab.model import Cluster
 from ailab.notices import ToolError, ops_config_data
-from ailab.retention import deleted_listed_warning, parse_state_text, split_deleted
+from ailab.retention import deleted_listed_warning, deleted_users, parse_state_text, split_deleted
 from ailab.slurm import reload_action
 
 
@@ -68,6 +70,7 @@ MODEL_FILTERS = (
     "ailab_monitoring",
     "ailab_status_page",
     "ailab_containers",
+    "ailab_directory_settings",
 )
 
 
@@ -211,6 +214,11 @@ def ailab_containers(hostvars, groups):
     return containers.settings(_cluster(hostvars, groups))
 
 
+def ailab_directory_settings(hostvars, groups):
+    """``ailab_directory`` as role directory reads it (ailab/directory.py): where SSSD connects."""
+    return directory.settings(_cluster(hostvars, groups))
+
+
 def _split(users, record, source):
     try:
         return split_deleted(list(users or []), parse_state_text(str(record or ""), source))
@@ -237,6 +245,15 @@ def ailab_live_users(users, record, source="the deletion record"):
 def ailab_deleted_listed(users, record, source="the deletion record"):
     """The users in ``users`` that the deletion record says are deleted: name, cycle, on."""
     return [{"name": d.name, "cycle": d.cycle, "on": d.on} for d in _split(users, record, source)[1]]
+
+
+def ailab_deleted_names(record, source="the deletion record"):
+    """Everyone the deletion record says is deleted (and not readmitted), listed or not: role directory
+    deletes their entries."""
+    try:
+        return sorted(deleted_users(parse_state_text(str(record or ""), source)))
+    except ToolError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
 
 
 def ailab_deleted_warning(users, record, users_file, operations_host, source="the deletion record"):
@@ -266,10 +283,12 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ailab_monitoring": ailab_monitoring,
     "ailab_status_page": ailab_status_page,
     "ailab_containers": ailab_containers,
+    "ailab_directory_settings": ailab_directory_settings,
     "ailab_layout": ailab_layout,
     "ailab_live_users": ailab_live_users,
     "ailab_deleted_listed": ailab_deleted_listed,
     "ailab_deleted_warning": ailab_deleted_warning,
+    "ailab_deleted_names": ailab_deleted_names,
     "slurm_reload_action": slurm_reload_action,
     **{
         f.__name__: _wrap(f)

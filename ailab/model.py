@@ -16,6 +16,7 @@ GROUP_CONTROLLER = "slurm_controller"
 GROUP_COMPUTE = "compute"
 GROUP_CEPH = "ceph"
 GROUP_MONITORING = "monitoring"
+GROUP_DIRECTORY = "directory"
 ROLE_GROUPS = (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)
 
 
@@ -331,6 +332,45 @@ class ContainerSettings:
     gpu_dir: str = "/usr/local/lib/ailab-gpu"
 
 
+def domain_dn(domain: str) -> str:
+    """The LDAP suffix of a DNS domain: ``ailab.example.org`` -> ``dc=ailab,dc=example,dc=org``."""
+    return ",".join(f"dc={part}" for part in domain.split(".") if part)
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """``ailab_directory``: users and groups come from LDAP, resolved on every node by SSSD (NSS, PAM, SSH
+    keys); no student is a local account.  Absent (``enabled`` false): local accounts (role accounts).
+
+    ``managed``: OpenLDAP (Debian's slapd, role directory) runs on the host of group ``directory``, with the
+    suffix ``base_dn`` (default from the cluster domain), TLS from a cluster CA kept in the secrets dir, and
+    the inventory's users reconciled into it in one bulk operation.  Not managed: the university's
+    directory at ``uris`` (``ldaps://`` or ``start_tls``), read by SSSD binding as ``bind_dn`` with the
+    vaulted ``bind_password`` (never in the model: roles read it from the inventory); ``ca_cert`` is the
+    controller-side file of the CA that signed its certificate."""
+
+    enabled: bool = False
+    managed: bool = False
+    base_dn: str = ""
+    uris: tuple[str, ...] = ()
+    bind_dn: str = ""
+    bind_password_set: bool = False
+    start_tls: bool = False
+    ca_cert: str = ""
+    users_ou: str = "people"
+    groups_ou: str = "groups"
+    # Managed only: the read-only account SSSD binds as, under ou=services.
+    service_account: str = "sssd"
+
+    @property
+    def users_dn(self) -> str:
+        return f"ou={self.users_ou},{self.base_dn}"
+
+    @property
+    def groups_dn(self) -> str:
+        return f"ou={self.groups_ou},{self.base_dn}"
+
+
 @dataclass(frozen=True)
 class SimSettings:
     """Only in a simulated inventory: how the simulator names and wires its containers."""
@@ -372,6 +412,7 @@ class Cluster:
     backup: BackupSettings = field(default_factory=BackupSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     containers: ContainerSettings = field(default_factory=ContainerSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
 
     def group(self, name: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.in_group(name))
@@ -392,6 +433,11 @@ class Cluster:
     def monitoring_hosts(self) -> tuple[Host, ...]:
         """The hosts of group ``monitoring`` (Prometheus, Alertmanager)."""
         return self.group(GROUP_MONITORING)
+
+    @property
+    def directory_hosts(self) -> tuple[Host, ...]:
+        """The hosts of group ``directory`` (slapd, when ``ailab_directory.managed``)."""
+        return self.group(GROUP_DIRECTORY)
 
     @property
     def ceph_hosts(self) -> tuple[Host, ...]:

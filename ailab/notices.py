@@ -298,6 +298,11 @@ class OpsConfig:
     # Role accounts' list of the users it manages (managed-accounts.json on this host): the users in it
     # but not in ``users`` were removed from the inventory; their data is deleted like everyone's.
     accounts_state: str = ""
+    # Users come from the directory (ailab_directory): the removed users are also those of role directory's
+    # list (directory_state: every user the directory holds, locked ones included), and the accounts to lock
+    # and delete are not local; their entries go with the next converge (role directory's reconcile reads
+    # the deletion record).
+    directory_state: str = ""
 
     @property
     def tz(self) -> dt.tzinfo:
@@ -322,6 +327,7 @@ def ops_config_data(
     catch_up_days: int = 30,
     slurm: bool = True,
     accounts_state: str = "/var/lib/ailab/managed-accounts.json",
+    directory_state: str = "/var/lib/ailab/directory-users.json",
 ) -> dict[str, Any]:
     """The tools' configuration as plain JSON data, derived from the model (role retention renders it)."""
     policy = cluster.policy
@@ -348,6 +354,7 @@ def ops_config_data(
         "catch_up_days": catch_up_days,
         "slurm": slurm,
         "accounts_state": accounts_state,
+        "directory_state": directory_state if cluster.directory.enabled else "",
         "users": [
             {
                 "name": u.name,
@@ -532,6 +539,7 @@ def parse_ops_config(data: Any, source: str = "config") -> OpsConfig:
         catch_up_days=f.number("catch_up_days", 30, minimum=0),
         slurm=f.flag("slurm", True),
         accounts_state=f.text("accounts_state", required=False, absolute=True),
+        directory_state=f.text("directory_state", required=False, absolute=True),
     )
     if problems:
         raise ToolError(f"{source} has problems; nothing was done:\n  " + "\n  ".join(problems))

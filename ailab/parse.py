@@ -23,6 +23,7 @@ from ailab.model import (
     ContainerImage,
     ContainerSettings,
     DeletionPolicy,
+    DirectorySettings,
     Gpu,
     Hardware,
     Host,
@@ -37,6 +38,7 @@ from ailab.model import (
     SlurmSettings,
     StatusPageSettings,
     User,
+    domain_dn,
 )
 from ailab.problems import Problem
 
@@ -54,6 +56,7 @@ CLUSTER_VARS = (
     "ailab_backup",
     "ailab_monitoring",
     "ailab_containers",
+    "ailab_directory",
 )
 # Role variables the checks must see as the roles will (their defaults are the model's): the admin group
 # of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
@@ -682,6 +685,8 @@ def build_cluster(
     )
     monitoring = parse_monitoring(cvars["ailab_monitoring"], problems)
     containers = parse_containers(cvars["ailab_containers"], ceph, problems)
+    domain = c.string("domain", "", example="srv.example.org")
+    directory = parse_directory(cvars["ailab_directory"], domain, problems)
     sim = None
     if cvars["ailab_sim"] is not None:
         sr = Reader(cvars["ailab_sim"], "group_vars/all", "ailab_sim", problems)
@@ -726,7 +731,7 @@ def build_cluster(
 
     cluster = Cluster(
         name=c.string("name", "ailab"),
-        domain=c.string("domain", "", example="srv.example.org"),
+        domain=domain,
         timezone=c.string("timezone", "UTC"),
         hosts=hosts,
         node_classes=node_classes,
@@ -745,6 +750,7 @@ def build_cluster(
         backup=backup,
         monitoring=monitoring,
         containers=containers,
+        directory=directory,
     )
     return cluster, problems
 
@@ -819,6 +825,51 @@ def parse_containers(raw: Any, ceph: CephSettings, problems: list[Problem]) -> C
         images=images,
         registry=r.string("registry", "", example="registry.example.org/ailab"),
         gpu_dir=r.string("gpu_dir", d.gpu_dir),
+    )
+
+
+DIRECTORY_KEYS = (
+    "managed",
+    "base_dn",
+    "uris",
+    "bind_dn",
+    "bind_password",
+    "start_tls",
+    "ca_cert",
+    "users_ou",
+    "groups_ou",
+    "service_account",
+)
+
+
+def parse_directory(raw: Any, domain: str, problems: list[Problem]) -> DirectorySettings:
+    """``ailab_directory``: absent or null means local accounts (role accounts), as before."""
+    if raw is None:
+        return DirectorySettings()
+    r = Reader(raw, "group_vars/all", "ailab_directory", problems)
+    r.unknown_keys(DIRECTORY_KEYS)
+    d = DirectorySettings()
+    if not r.has("managed"):
+        r.problem(
+            "managed",
+            "is missing",
+            "set managed: true (slapd on the host of group directory) or managed: false (the university's "
+            "LDAP: also uris, base_dn, bind_dn and a vaulted bind_password)",
+        )
+    managed = r.boolean("managed", False)
+    default_base = domain_dn(domain) if managed and domain else ""
+    return DirectorySettings(
+        enabled=True,
+        managed=managed,
+        base_dn=r.string("base_dn", default_base or None, example="dc=ailab,dc=example,dc=org"),
+        uris=r.string_list("uris"),
+        bind_dn=r.string("bind_dn", "", example="cn=ailab-sssd,ou=services,dc=example,dc=org"),
+        bind_password_set=r.has("bind_password"),
+        start_tls=r.boolean("start_tls", d.start_tls),
+        ca_cert=r.string("ca_cert", "", example="/etc/ssl/certs/university-ca.pem"),
+        users_ou=r.string("users_ou", d.users_ou),
+        groups_ou=r.string("groups_ou", d.groups_ou),
+        service_account=r.string("service_account", d.service_account),
     )
 
 

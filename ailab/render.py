@@ -32,6 +32,7 @@ RENDERERS: dict[str, str] = {
     "jobstats-epilog": "ailab.monitoring:render_jobstats_epilog",
     "containers.json": "ailab.containers:render_containers_json",
     "catalogue.json": "ailab.containers:render_catalogue_json",
+    "directory.json": "ailab.directory:render_directory_json",
 }
 
 # The files whose text depends on the host they are for; every other renderer ignores ``host``, so the

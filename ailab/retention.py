@@ -655,8 +655,14 @@ class SystemOps:
         mount_table: Callable[[], str] = read_mount_table,
         probe: Callable[[str], str | None] = probe_directory,
         passwd: Passwd = system_passwd,
+        directory: bool = False,
+        local_passwd: str = "/etc/passwd",
     ):
         self._passwd = passwd
+        # Users from the directory have no local account to lock or delete here (role directory locks
+        # and deletes their entries); local ones (the admins) still do.
+        self.directory = directory
+        self._local_passwd = local_passwd
         self.slurm = slurm
         self.job_wait = job_wait
         self._run_fn = run
@@ -669,7 +675,7 @@ class SystemOps:
 
     def removed_users(self, config: OpsConfig) -> list[Person]:
         """Users role accounts manages here that ops.json no longer lists (locked, homes kept)."""
-        managed = read_managed(config.accounts_state)
+        managed = read_managed(config.accounts_state) + read_managed(config.directory_state)
         return removed_people([u.name for u in config.users], managed, self._passwd)
 
     def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
@@ -688,9 +694,18 @@ class SystemOps:
         group = self._run(["getent", "group", name], ok=(0, 2)).stdout.strip()
         return {"passwd": passwd, "group": group}
 
+    def _local(self, name: str) -> bool:
+        if not self.directory:
+            return True
+        try:
+            with open(self._local_passwd, encoding="utf-8") as fh:
+                return any(line.split(":", 1)[0] == name for line in fh)
+        except OSError:
+            return False
+
     def stop(self, user: Person) -> None:
         """Lock the account, cancel the user's jobs and end their processes on this node."""
-        if self.account(user.name) is not None:
+        if self.account(user.name) is not None and self._local(user.name):
             self._run(["usermod", "--lock", "--expiredate", "1", user.name])
         if self.slurm:
             self._run(["scancel", f"--user={user.uid}"])
@@ -722,7 +737,7 @@ class SystemOps:
             self._run(["sacctmgr", "--immediate", "delete", "user", f"name={user.name}"])
 
     def delete_account(self, user: Person) -> None:
-        if self.account(user.name) is None:
+        if self.account(user.name) is None or not self._local(user.name):
             return
         self._run(["userdel", user.name])
         # userdel removes the personal group (USERGROUPS_ENAB); a group left behind with no members goes too.
@@ -1029,7 +1044,7 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
                 "ailab_users lists them"
             )
             return 0
-        ops = ops or SystemOps(slurm=config.slurm)
+        ops = ops or SystemOps(slurm=config.slurm, directory=bool(config.directory_state))
         if args.cmd == "status":
             ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
             config = with_removed(config, ops.removed_users(config))

@@ -17,6 +17,7 @@ from ailab.model import (
     GROUP_CEPH,
     GROUP_COMPUTE,
     GROUP_CONTROLLER,
+    GROUP_DIRECTORY,
     GROUP_FRONTEND,
     ROLE_GROUPS,
     Cluster,
@@ -132,6 +133,7 @@ def validate(cluster: Cluster) -> list[Problem]:
         check_idle_gpus,
         check_status_page,
         check_containers,
+        check_directory,
     ):
         problems.extend(check(cluster))
     return sorted(set(problems), key=lambda p: (p.where, p.field, p.message))
@@ -1761,4 +1763,187 @@ def check_containers(cluster: Cluster) -> list[Problem]:
                     f"{package!r} is not a Debian package name",
                     "write the package name alone, e.g. python3 (no version, no options)",
                 )
+    return out
+
+
+DN_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*=[^,=+<>#;\\\"]+(,[A-Za-z][A-Za-z0-9-]*=[^,=+<>#;\\\"]+)*$")
+LDAP_URI_RE = re.compile(r"^ldaps?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+RDN_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_directory(cluster: Cluster) -> list[Problem]:
+    """``ailab_directory`` and group ``directory``: managed means exactly one slapd host (no replication
+    yet) and a suffix; external means URIs that are LDAP URIs with TLS, a base DN and a bind identity whose
+    password is in the (vaulted) inventory.  Absent: local accounts, and group ``directory`` must be empty."""
+    d, out, where = cluster.directory, [], "group_vars/all"
+    hosts = cluster.directory_hosts
+    if not d.enabled:
+        if hosts:
+            out.append(
+                Problem(
+                    f"host {hosts[0].name}",
+                    f"group {GROUP_DIRECTORY}",
+                    "has hosts but ailab_directory is not set: nothing would run slapd there",
+                    "set ailab_directory: {managed: true} in group_vars/all, or empty group directory",
+                )
+            )
+        return out
+    field = "ailab_directory"
+    for key, value in (("users_ou", d.users_ou), ("groups_ou", d.groups_ou)):
+        if not RDN_VALUE_RE.match(value):
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.{key}",
+                    f"{value!r} is not a plain name for an ou=",
+                    f"use letters, digits, '.', '_' or '-', e.g. {key}: {getattr(type(d), key)}",
+                )
+            )
+    if d.base_dn and not DN_RE.match(d.base_dn):
+        out.append(
+            Problem(
+                where,
+                f"{field}.base_dn",
+                f"{d.base_dn!r} is not a distinguished name",
+                "write it as attribute=value pairs separated by commas, e.g. dc=ailab,dc=example,dc=org",
+            )
+        )
+    if d.managed:
+        if len(hosts) != 1:
+            names = ", ".join(h.name for h in hosts) or "none"
+            out.append(
+                Problem(
+                    where,
+                    f"group {GROUP_DIRECTORY}",
+                    f"managed: true needs exactly one host in group directory (slapd), it has {names}",
+                    "put one service host (e.g. the Slurm controller) in group directory in the inventory",
+                )
+            )
+        if (
+            d.base_dn
+            and DN_RE.match(d.base_dn)
+            and not all(rdn.split("=", 1)[0].lower() == "dc" for rdn in d.base_dn.split(","))
+        ):
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.base_dn",
+                    f"{d.base_dn!r}: the managed directory's suffix is made of dc= parts (Debian's slapd "
+                    "derives it from a domain)",
+                    "leave base_dn out (it comes from ailab_cluster.domain) or write it as dc=...,dc=...",
+                )
+            )
+        if not d.base_dn:
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.base_dn",
+                    "is empty and ailab_cluster.domain is not set to derive it from",
+                    "set ailab_cluster.domain or base_dn, e.g. base_dn: dc=ailab,dc=example,dc=org",
+                )
+            )
+        for key, value in (("uris", d.uris), ("bind_dn", d.bind_dn), ("ca_cert", d.ca_cert)):
+            if value:
+                out.append(
+                    Problem(
+                        where,
+                        f"{field}.{key}",
+                        "is only for an external directory (managed: false); the managed one sets it itself",
+                        f"remove {key}, or set managed: false",
+                    )
+                )
+        if d.bind_password_set:
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.bind_password",
+                    "is only for an external directory; the managed one generates its service account's "
+                    "password into ailab_secrets_dir",
+                    "remove bind_password, or set managed: false",
+                )
+            )
+        if not RDN_VALUE_RE.match(d.service_account):
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.service_account",
+                    f"{d.service_account!r} is not a plain name for a cn=",
+                    "use letters, digits, '.', '_' or '-', e.g. service_account: sssd",
+                )
+            )
+        return out
+    if hosts:
+        out.append(
+            Problem(
+                f"host {hosts[0].name}",
+                f"group {GROUP_DIRECTORY}",
+                "has hosts but ailab_directory.managed is false (the university's LDAP is used)",
+                "empty group directory, or set ailab_directory.managed: true",
+            )
+        )
+    if not d.uris:
+        out.append(
+            Problem(
+                where,
+                f"{field}.uris",
+                "is missing: an external directory (managed: false) needs its servers",
+                "set uris: [ldaps://ldap1.example.org, ldaps://ldap2.example.org]",
+            )
+        )
+    for i, uri in enumerate(d.uris):
+        if not LDAP_URI_RE.match(uri):
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.uris[{i}]",
+                    f"{uri!r} is not an LDAP URI",
+                    "write it as ldaps://host[:port] (or ldap://host with start_tls: true)",
+                )
+            )
+        elif uri.startswith("ldap://") and not d.start_tls:
+            out.append(
+                Problem(
+                    where,
+                    f"{field}.uris[{i}]",
+                    f"{uri!r} would send the bind password and users' data in clear text",
+                    "use ldaps://, or set start_tls: true",
+                )
+            )
+    if not d.base_dn:
+        out.append(
+            Problem(
+                where,
+                f"{field}.base_dn",
+                "is missing: an external directory needs the base of its users and groups",
+                "set base_dn, e.g. base_dn: dc=university,dc=example",
+            )
+        )
+    if not d.bind_dn:
+        out.append(
+            Problem(
+                where,
+                f"{field}.bind_dn",
+                "is missing: SSSD binds to the university's directory with a service account",
+                "set bind_dn, e.g. bind_dn: cn=ailab-sssd,ou=services,dc=university,dc=example",
+            )
+        )
+    elif not DN_RE.match(d.bind_dn):
+        out.append(
+            Problem(
+                where,
+                f"{field}.bind_dn",
+                f"{d.bind_dn!r} is not a distinguished name",
+                "write it as attribute=value pairs separated by commas",
+            )
+        )
+    if not d.bind_password_set:
+        out.append(
+            Problem(
+                where,
+                f"{field}.bind_password",
+                "is missing: SSSD needs the service account's password",
+                "set it encrypted: ansible-vault encrypt_string --name bind_password, then paste it under "
+                "ailab_directory",
+            )
+        )
     return out

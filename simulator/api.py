@@ -118,7 +118,7 @@ class Sim:
         self.settings = plan.sim_settings(self.cluster)
         self.docker = docker or Docker()
         self.progress = progress or Progress()
-        self._homes: dict[tuple[str, str], str] = {}
+        self._homes: dict[tuple[str, str], list[str]] = {}
 
     # Names ------------------------------------------------------------------------------------------
 
@@ -510,6 +510,15 @@ class Sim:
     # Running commands -------------------------------------------------------------------------------
 
     def _home(self, node: str, container: str, user: str) -> str:
+        return self._passwd(node, container, user)[5] or "/"
+
+    def _ids(self, node: str, container: str, user: str) -> str:
+        """``uid:gid`` as NSS gives them: Docker's ``-u NAME`` reads only the container's /etc/passwd, which
+        holds no directory (SSSD) user."""
+        fields = self._passwd(node, container, user)
+        return f"{fields[2]}:{fields[3]}"
+
+    def _passwd(self, node: str, container: str, user: str) -> list[str]:
         key = (node, user)
         if key not in self._homes:
             found = self.docker.run(["exec", container, "getent", "passwd", user], check=False)
@@ -520,7 +529,7 @@ class Sim:
                     "converge the cluster (users come from ailab_users) or pick an existing user",
                     exit_code=2,
                 )
-            self._homes[key] = fields[5] or "/"
+            self._homes[key] = fields
         return self._homes[key]
 
     def exec_args(self, node: str, cmd: Sequence[str] | str, user: str | None, interactive: bool, tty: bool):
@@ -534,10 +543,10 @@ class Sim:
         if tty:
             args.append("-t")
         if user:
-            home = self._home(node, container, user)
+            home, ids = self._home(node, container, user), self._ids(node, container, user)
             # Start where a login would, unless the home is not there yet (e.g. CephFS not mounted).
-            args += ["-u", user, "-e", f"HOME={home}", "-e", f"USER={user}", "-e", f"LOGNAME={user}"]
-            probe = self.docker.run(["exec", "-u", user, container, "test", "-d", home], check=False)
+            args += ["-u", ids, "-e", f"HOME={home}", "-e", f"USER={user}", "-e", f"LOGNAME={user}"]
+            probe = self.docker.run(["exec", "-u", ids, container, "test", "-d", home], check=False)
             if probe.returncode == 0:
                 args += ["-w", home]
         return [*args, container, *argv]

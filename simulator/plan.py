@@ -3,7 +3,15 @@ the model, so what the simulator will do can be tested (and read) without a Dock
 
 from __future__ import annotations
 
-from ailab.model import GROUP_CEPH, GROUP_COMPUTE, GROUP_CONTROLLER, Cluster, Host, SimSettings
+from ailab.model import (
+    GROUP_CEPH,
+    GROUP_COMPUTE,
+    GROUP_CONTROLLER,
+    GROUP_DIRECTORY,
+    Cluster,
+    Host,
+    SimSettings,
+)
 
 # Labels mark what the simulator created; `down` removes exactly what carries its prefix label.
 LABEL_PREFIX = "ailab.sim.prefix"
@@ -33,6 +41,10 @@ SYSTEMD_ARGS = (
 # /proc/PID/io only with CAP_SYS_PTRACE, which root has on a real node and Docker drops by default; without
 # it Slurm 22.05 silently drops every process of the batch and srun steps, and records no memory peak.
 COMPUTE_ARGS = ("--cap-add", "SYS_PTRACE")
+# The directory host too: Debian's slapd init script stops slapd (user openldap) with start-stop-daemon
+# --exec, which reads /proc/PID/exe; without CAP_SYS_PTRACE root cannot, finds no slapd and every restart
+# fails with "Address already in use".
+DIRECTORY_ARGS = COMPUTE_ARGS
 NVIDIA_MAJOR = 195
 GPU_DEVICE_RULE = f"c {NVIDIA_MAJOR}:* rwm"
 CEPH_DATA = "/var/lib/ceph"
@@ -137,6 +149,8 @@ def create_args(cluster: Cluster, host: Host, image: str) -> list[str]:
     args += SYSTEMD_ARGS
     if host.in_group(GROUP_COMPUTE):
         args += COMPUTE_ARGS
+    elif host.in_group(GROUP_DIRECTORY):
+        args += DIRECTORY_ARGS
     if has_gpus(host):
         args += ["--device-cgroup-rule", GPU_DEVICE_RULE]
     for volume, target in volumes(cluster, host):

@@ -8,7 +8,10 @@ model and every rendered file are the ones the whole cluster gets) with
   in name order gets ``10.216.N.0/24``), every host keeping the last octet of its address;
 - the subnet's gateway as the operators' (admin) network, as ``inventory/sim`` has its own;
 - compute nodes renamed ``mol-<name>``: Slurm names its host cgroups after the node (``slurm_<name>``), and
-  the test cluster's ``t4-01`` may run beside.
+  the test cluster's ``t4-01`` may run beside;
+- no ``ailab_directory`` (and an empty group ``directory``) except in the scenarios of
+  :data:`DIRECTORY_SCENARIOS`: a role's scenario proves it with local accounts (role accounts, as production
+  has them today) on the few hosts it creates, which need not include the directory host.
 
 The scenario's ``molecule.yml`` lists the hosts it creates (``platforms``) by their scenario names; Molecule's
 create step brings up only those (``ailab sim up --only``), its converge runs site.yml with ``--tags`` (the
@@ -35,6 +38,7 @@ PREFIX = "ailab-mol"
 SUBNETS = ipaddress.ip_network("10.216.0.0/16")  # one /24 per scenario, .1 on (.0 is left unused)
 COMPUTE_RENAME = "mol-{}"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DIRECTORY_SCENARIOS = frozenset({"directory"})  # keep the source's ailab_directory and group directory
 
 
 def scenario_names(molecule_dir: Path) -> list[str]:
@@ -70,11 +74,15 @@ def compute_name(name: str) -> str:
     return COMPUTE_RENAME.format(name)
 
 
-def scenario_hosts_yml(source: dict[str, Any], subnet: str) -> dict[str, Any]:
+def scenario_hosts_yml(source: dict[str, Any], subnet: str, directory: bool = True) -> dict[str, Any]:
     """The source's hosts.yml tree with every host moved onto ``subnet`` (same last octet) and the hosts under
-    the ``compute`` group renamed (:func:`compute_name`)."""
+    the ``compute`` group renamed (:func:`compute_name`); without ``directory``, group directory emptied."""
     net = ipaddress.ip_network(subnet)
     data = yaml.safe_load(yaml.safe_dump(source))  # a deep copy
+    if not directory:
+        for group in _groups(data["all"]):
+            if "directory" in (group.get("children") or {}):
+                group["children"]["directory"] = {"hosts": {}}
 
     def visit(group: dict[str, Any], in_compute: bool) -> None:
         hosts = group.get("hosts") or {}
@@ -93,6 +101,12 @@ def scenario_hosts_yml(source: dict[str, Any], subnet: str) -> dict[str, Any]:
     return data
 
 
+def _groups(group: dict[str, Any]):
+    yield group
+    for child in (group.get("children") or {}).values():
+        yield from _groups(child or {})
+
+
 def write_scenario_inventory(source_dir: Path, dest: Path, name: str, names: list[str]) -> str:
     """Write scenario ``name``'s inventory to ``dest`` (replacing what is there); returns its prefix."""
     prefix = scenario_prefix(name)
@@ -101,7 +115,8 @@ def write_scenario_inventory(source_dir: Path, dest: Path, name: str, names: lis
     for path in (hosts_file, source_dir / "group_vars" / "all" / "cluster.yml"):
         if not path.is_file():
             raise SimError(f"{path} does not exist", "pass a simulated inventory, e.g. inventory/sim", 2)
-    hosts = scenario_hosts_yml(yaml.safe_load(hosts_file.read_text()), subnet)
+    directory = name in DIRECTORY_SCENARIOS
+    hosts = scenario_hosts_yml(yaml.safe_load(hosts_file.read_text()), subnet, directory)
 
     if dest.exists():
         shutil.rmtree(dest)
@@ -109,4 +124,9 @@ def write_scenario_inventory(source_dir: Path, dest: Path, name: str, names: lis
     header = f"# Generated for the Molecule scenario {name} (simulator/scenario.py) from {source_dir}.\n"
     (dest / "hosts.yml").write_text(header + yaml.safe_dump(hosts, sort_keys=False))
     set_sim_network(dest, prefix, subnet, header)
+    if not directory:
+        cluster_file = dest / "group_vars" / "all" / "cluster.yml"
+        data = yaml.safe_load(cluster_file.read_text())
+        if data.pop("ailab_directory", None) is not None:
+            cluster_file.write_text(header + yaml.safe_dump(data, sort_keys=False, width=4096))
     return prefix

@@ -104,6 +104,8 @@ def tool_run(sim, node: str, change: Callable[[dict[str, Any]], None] | None = N
     # A test config lists only its own users: with the real accounts state every inventory user would look
     # removed from the inventory and become a deletion target.  An absent file: nobody removed.
     data["accounts_state"] = f"{directory}/managed-accounts.json"
+    if data.get("directory_state"):  # the same for role directory's list of the directory's users
+        data["directory_state"] = f"{directory}/directory-users.json"
     if change:
         change(data)
     sim.exec(node, f"mkdir -p {directory} && cat > {directory}/ops.json", input=json.dumps(data, indent=2))

@@ -144,14 +144,20 @@ def test_the_old_front_end_rule_locks_ansible_out(sim, fe, converge):
 
 
 def test_password_login_is_not_offered(sim, fe, keydir):
-    sim.exec(fe.name, "echo 'student2:correct horse battery' | chpasswd")
+    # A local account with a password: with the directory (no passwords there) only the admins are local.
+    user = (
+        next(u.name for u in sim.cluster.users.values() if u.admin)
+        if sim.cluster.directory.enabled
+        else "student2"
+    )
+    sim.exec(fe.name, f"echo '{user}:correct horse battery' | chpasswd")
     try:
         result = subprocess.run(
             [
                 "ssh", *SSH_OPTS,
                 "-o", "PubkeyAuthentication=no",
                 "-o", "PreferredAuthentications=password,keyboard-interactive",
-                f"student2@{fe.address}", "true",
+                f"{user}@{fe.address}", "true",
             ],
             capture_output=True,
             text=True,
@@ -162,7 +168,7 @@ def test_password_login_is_not_offered(sim, fe, keydir):
         assert methods, result.stderr
         assert "password" not in methods.group(1) and "keyboard-interactive" not in methods.group(1)
     finally:
-        sim.exec(fe.name, "passwd -d student2 >/dev/null && passwd -l student2 >/dev/null")
+        sim.exec(fe.name, f"passwd -d {user} >/dev/null && passwd -l {user} >/dev/null")
 
 
 def test_uid_and_gid_are_the_same_on_every_node(sim):
@@ -300,6 +306,15 @@ def test_removed_user_is_locked_out_and_keeps_files(sim, fe, keydir, converge, t
         assert denied.returncode == 255, denied.stdout
         assert sim.exec(fe.name, f"cat {marker}").stdout.strip() == "thesis draft"
         for node in sim.cluster.hosts:
+            if sim.cluster.directory.enabled:
+                # From the directory (role directory): locked with nologin and shadowExpire, through SSSD,
+                # whose getent cache shows it within its entry_cache_timeout (60 s).
+                def locked(node=node):
+                    entry = sim.exec(node, f"getent passwd {user}").stdout.strip()
+                    return entry.endswith(":/usr/sbin/nologin")
+
+                wait_for(locked, 90, interval=5, what=f"{user}'s locked shell on {node}")
+                continue
             expiry = sim.exec(node, f"getent shadow {user}").stdout.split(":")[7]
             # Expired on day 0 or 1 of the epoch (the user module stores expires=1 s as day 0).
             assert expiry in ("0", "1"), (node, expiry)

@@ -310,7 +310,9 @@ def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, co
 
     # site.yml's pre-flight plays and the plays of the roles that would recreate the user: the rest of
     # site.yml has nothing per user (and a full run costs twice as long).
-    plays = str(site_plays({"accounts", "user_dirs", "slurm_controller"}, "lifecycle-plays"))
+    directory = sim.cluster.directory.enabled  # users from LDAP: the entry goes with the next converge
+    roles = {"accounts", "user_dirs", "slurm_controller"} | ({"directory"} if directory else set())
+    plays = str(site_plays(roles, "lifecycle-plays"))
     user = "student2"
     spec = sim.cluster.users[user]
     assert not spec.admin and spec.extension_until is None, "the test needs a plain student"
@@ -332,7 +334,8 @@ def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, co
         run.run("ailab-retention", "run", now="2026-07-30")
         result = run.run("ailab-retention", "run", now="2026-08-01")
         assert f"deleted {user} (cycle 2026)" in result.stdout, result
-        assert _passwd_field(sim, fe, user, "passwd", 1) is None
+        if not directory:  # a directory user has no local account; role directory deletes the entry
+            assert _passwd_field(sim, fe, user, "passwd", 1) is None
         assert sim.exec(fe, f"test -e {home}", check=False).returncode == 1
 
         after = converge(plays)
@@ -344,8 +347,16 @@ def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, co
         assert _passwd_field(sim, fe, user, "passwd", 1) is None  # no account on the front-end again
         assert sim.exec(fe, f"test -e {home}", check=False).returncode == 1  # no new (empty) home
         assert _assoc(sim, user).strip() == ""  # no Slurm association
-        assert _passwd_field(sim, compute, user, "shadow", 8) == "1"  # locked where the account is left
-        assert _passwd_field(sim, compute, user, "passwd", 7) == "/usr/sbin/nologin"
+        if directory:  # the directory entry is gone: no node knows the user
+            assert _passwd_field(sim, compute, user, "passwd", 1) is None
+            base = sim.cluster.directory.base_dn
+            server = sim.cluster.directory_hosts[0].name
+            search = f"ldapsearch -LLL -Q -Y EXTERNAL -H ldapi:/// -b {base} '(|(uid={user})(cn={user}))' dn"
+            gone = sim.exec(server, search).stdout
+            assert gone.strip() == "", gone
+        else:
+            assert _passwd_field(sim, compute, user, "shadow", 8) == "1"  # locked where the account is left
+            assert _passwd_field(sim, compute, user, "passwd", 7) == "/usr/sbin/nologin"
         assert sim.exec(compute, f"test -e /etc/ssh/authorized_keys/{user}", check=False).returncode == 1
 
         readmitted = run.run("ailab-retention", "readmit", user)
@@ -356,7 +367,10 @@ def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, co
         assert _passwd_field(sim, fe, user, "passwd", 3) == str(spec.uid)
         assert sim.exec(fe, f"test -d {home}").returncode == 0
         assert _assoc(sim, user).strip() == user
-        assert _passwd_field(sim, compute, user, "shadow", 8) == ""
+        if directory:
+            assert _passwd_field(sim, compute, user, "passwd", 3) == str(spec.uid)
+        else:
+            assert _passwd_field(sim, compute, user, "shadow", 8) == ""
     finally:
         restore = f"mv -f {backup} {record}" if had_record else f"rm -f {record}"
         sim.exec(fe, restore, check=False)

@@ -112,3 +112,22 @@ def test_removed_users_are_locked_once_and_keep_their_files():
 def test_an_id_owned_by_another_account_stops_everything(node, needle):
     with pytest.raises(acc.Conflict, match=needle):
         acc.plan(node, [S1], **KW)
+
+
+def test_directory_on_removes_the_students_it_created_and_keeps_the_admins():
+    """accounts_directory: only the admins stay local; the students this role made leave /etc/passwd and
+    /etc/group (no -r: the directory gives them the same uid) and their key files go; nothing is locked."""
+    todo = acc.plan(converged([S1, A1]), [A1], **KW, remove_unlisted=True)
+    assert todo.commands == [["userdel", "s1"], ["groupdel", "s1"]]
+    assert todo.remove == ["s1"] and todo.locked == [] and todo.state == ["a1"]
+    again = acc.plan(current({"a1": converged([A1]).accounts["a1"]}, {"ailab-admins": 2900, "a1": 200900},
+                             {"a1": frozenset({"ailab-admins"})}, {"a1": ""}, ["a1"]), [A1], **KW,
+                     remove_unlisted=True)  # fmt: skip
+    assert (again.commands, again.write, again.remove) == ([], {}, [])
+
+
+def test_directory_on_never_touches_accounts_it_did_not_create():
+    node = converged([A1])
+    node.accounts["localuser"] = acc.Account("localuser", 5000, 5000, "", "/home/x", "/bin/sh", None)
+    todo = acc.plan(node, [A1], **KW, remove_unlisted=True)
+    assert todo.commands == [] and todo.remove == []

@@ -374,3 +374,37 @@ def test_delete_removed_refuses_without_cephfs(tmp_path):
     with pytest.raises(ToolError, match="is not a mounted CephFS file system"):
         retention.delete_removed(config, "alice", at("2026-11-02"), ops, yes=True)
     assert not Path(config.retention_state).exists()
+
+
+def test_with_the_directory_removed_users_come_from_its_list_too(tmp_path):
+    """ailab_directory: role accounts lists only the admins; role directory lists every user the directory
+    holds (locked ones too); a user in either list but not in ops.json is removed from the inventory."""
+    accounts, users = tmp_path / "managed-accounts.json", tmp_path / "directory-users.json"
+    accounts.write_text(json.dumps([]))
+    users.write_text(json.dumps(["alice", "bob"]))
+    config = make_config(
+        tmp_path, TOOL_USERS[1:2], accounts_state=str(accounts), directory_state=str(users)
+    )  # bob only
+    assert [p.name for p in retention.SystemOps(passwd=PASSWD.get).removed_users(config)] == ["alice"]
+
+
+@pytest.mark.parametrize(("local", "expect"), [(True, ["usermod", "userdel"]), (False, [])])
+def test_with_the_directory_only_local_accounts_are_locked_and_deleted(tmp_path, local, expect):
+    """A directory user has no local account to lock or delete (role directory locks and deletes the
+    entry); a local one (an admin) still has."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text(
+        "root:x:0:0::/root:/bin/bash\n" + ("alice:x:20001:20001::/h:/bin/bash\n" if local else "")
+    )
+    calls = []
+
+    def run(argv, **_):
+        calls.append(argv[0])
+        out = "alice:x:20001:20001::/h:/bin/bash\n" if argv[:2] == ["getent", "passwd"] else ""
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+    ops = retention.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd))
+    alice = next(p for p in retention.removed_people([], ["alice"], PASSWD.get))
+    ops.stop(alice)
+    ops.delete_account(alice)
+    assert [c for c in calls if c in ("usermod", "userdel")] == expect

@@ -176,10 +176,11 @@ def test_exec_str_runs_via_login_bash_and_checks(cluster):
 
 
 def test_exec_as_user_starts_in_their_home(cluster):
+    """By uid:gid from NSS: Docker's -u NAME reads only /etc/passwd, where no directory user is."""
     sim, docker = make_sim(cluster, all_running(cluster))
     sim.exec("fe01", "pwd", user="student1")
     last = docker.calls[-1]
-    assert last[last.index("-u") + 1] == "student1"
+    assert last[last.index("-u") + 1] == "200001:200001"
     assert last[last.index("-w") + 1] == "/home/student1"
     assert "HOME=/home/student1" in last
 

@@ -42,8 +42,9 @@ def test_systemd_flags_exactly_and_never_privileged(cluster):
     for host in cluster.hosts.values():
         args = plan.create_args(cluster, host, IMAGE)
         assert "--privileged" not in args
-        # Compute nodes also CAP_SYS_PTRACE: slurmstepd reads the job's /proc/PID/io (job accounting).
-        ptrace = ["SYS_PTRACE"] if host.in_group("compute") else []
+        # Compute nodes also CAP_SYS_PTRACE: slurmstepd reads the job's /proc/PID/io (job accounting); the
+        # directory host: slapd's init script finds slapd through /proc/PID/exe.
+        ptrace = ["SYS_PTRACE"] if host.in_group("compute") or host.in_group("directory") else []
         assert sorted(pairs(args, "--cap-add")) == ["MKNOD", "NET_ADMIN", "SYS_ADMIN", "SYS_NICE", *ptrace]
         assert pairs(args, "--security-opt") == ["seccomp=unconfined", "apparmor=unconfined"]
         assert "--cgroupns=host" in args

@@ -143,3 +143,11 @@ def test_ssh_config_names_every_host_with_pinned_keys(tmp_path):
     assert f"HostName {cluster.hosts['ctl01'].address}" in ctl
     assert "StrictHostKeyChecking yes" in ctl and f"UserKnownHostsFile {files.known_hosts}" in ctl
     assert f"IdentityFile {files.private_key}" in ctl and "User root" in ctl
+
+
+@pytest.mark.parametrize(("name", "directory"), [("accounts", False), ("sshd", False), ("directory", True)])
+def test_only_the_directory_scenario_keeps_the_directory(tmp_path, name, directory):
+    write_scenario_inventory(SOURCE, tmp_path / "inv", name, NAMES)
+    cluster = load_cluster(tmp_path / "inv")[0]
+    assert cluster.directory.enabled is directory
+    assert bool(cluster.directory_hosts) is directory

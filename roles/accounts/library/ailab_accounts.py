@@ -56,6 +56,13 @@ options:
     description: JSON list of the user names this module manages (to find removed users).
     type: path
     required: true
+  remove_unlisted:
+    description:
+      - Users come from a directory (SSSD): users this module managed before and no longer in O(users) are
+        removed from C(/etc/passwd) and their personal group from C(/etc/group) (C(userdel) without C(-r):
+        the directory gives them the same uid, so their files stay theirs), instead of locked.
+    type: bool
+    default: false
 author: ailab-iac
 """
 
@@ -77,6 +84,7 @@ locked:
   returned: always
 """
 
+GROUPDEL_NO_GROUP = 6  # groupdel(8): the group does not exist
 LOCKED_EXPIRE = 1  # days since the epoch: expired long ago (shadow's field 8)
 
 
@@ -143,6 +151,7 @@ def plan(
     home_root: str,
     shell: str,
     locked_shell: str,
+    remove_unlisted: bool = False,
 ) -> Plan:
     """The commands and file changes that turn ``current`` into the inventory's ``users``.  Raises
     :class:`Conflict` (before anything runs) when an id belongs to an account the inventory does not name."""
@@ -202,6 +211,19 @@ def plan(
         if current.keys.get(name) != key_text(u):
             out.write[name] = key_text(u)
     removed = sorted(set(current.managed) - set(wanted))
+    if remove_unlisted:
+        for name in removed:
+            have = current.accounts.get(name)
+            if have is not None:
+                out.commands.append(["userdel", name])
+            # userdel removes the personal group too (Debian's USERGROUPS_ENAB); main() lets groupdel find
+            # it gone.
+            if name in current.groups and (have is None or current.groups[name] == have.gid):
+                out.commands.append(["groupdel", name])
+            if name in current.keys:
+                out.remove.append(name)
+        out.state = sorted(wanted)
+        return out
     for name in removed:
         have = current.accounts.get(name)
         if have is not None:
@@ -287,6 +309,7 @@ def main() -> None:
             "locked_shell": {"type": "path", "default": "/usr/sbin/nologin"},
             "keys_dir": {"type": "path", "required": True},
             "state_file": {"type": "path", "required": True},
+            "remove_unlisted": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -301,6 +324,7 @@ def main() -> None:
             home_root=p["home_root"],
             shell=p["shell"],
             locked_shell=p["locked_shell"],
+            remove_unlisted=p["remove_unlisted"],
         )
     except Conflict as exc:
         module.fail_json(
@@ -323,6 +347,8 @@ def main() -> None:
         module.exit_json(**result)
     for cmd in todo.commands:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if cmd[0] == "groupdel" and done.returncode == GROUPDEL_NO_GROUP:
+            continue
         if done.returncode != 0:
             module.fail_json(msg=f"{' '.join(cmd)} failed: {done.stderr.strip()}", **result)
     os.makedirs(p["keys_dir"], mode=0o755, exist_ok=True)
