@@ -84,6 +84,7 @@ from ailab.notices import (
     mail_body,
     parse_now,
     pick_notice,
+    write_atomic,
 )
 
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
@@ -462,6 +463,47 @@ def readmit(state: dict[str, Any], name: str, today: dt.date) -> Deleted:
     return deleted
 
 
+# Directory users refused at once ---------------------------------------------------------------------
+# A user from the directory has no local account here to lock: their entry goes with the next converge
+# (role directory reads the deletion record), which may be days later.  Until then the front-end refuses
+# them through PAM (role operations: pam_listfile in /etc/pam.d/sshd reads this list, next to the
+# record).  stop() adds a user before anything of theirs is deleted; readmit removes them.
+
+
+DENIED_FILE = "denied-users"
+
+
+def denied_file(config: OpsConfig) -> Path:
+    """The list PAM reads on the operations host: beside the deletion record."""
+    return Path(config.retention_state).with_name(DENIED_FILE)
+
+
+class DeniedUsers:
+    """One user name per line, written atomically (root only)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def names(self) -> list[str]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def _write(self, names: Sequence[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, "".join(f"{n}\n" for n in sorted(set(names))).encode())
+
+    def add(self, name: str) -> None:
+        if name not in self.names():
+            self._write([*self.names(), name])
+
+    def remove(self, name: str) -> None:
+        if name in self.names():
+            self._write([n for n in self.names() if n != name])
+
+
 # Homes, manifest and deletion ------------------------------------------------------------------------
 
 
@@ -657,12 +699,14 @@ class SystemOps:
         passwd: Passwd = system_passwd,
         directory: bool = False,
         local_passwd: str = "/etc/passwd",
+        denied: DeniedUsers | None = None,
     ):
         self._passwd = passwd
         # Users from the directory have no local account to lock or delete here (role directory locks
         # and deletes their entries); local ones (the admins) still do.
         self.directory = directory
         self._local_passwd = local_passwd
+        self._denied = denied
         self.slurm = slurm
         self.job_wait = job_wait
         self._run_fn = run
@@ -705,8 +749,11 @@ class SystemOps:
 
     def stop(self, user: Person) -> None:
         """Lock the account, cancel the user's jobs and end their processes on this node."""
-        if self.account(user.name) is not None and self._local(user.name):
-            self._run(["usermod", "--lock", "--expiredate", "1", user.name])
+        if self.account(user.name) is not None:
+            if self._local(user.name):
+                self._run(["usermod", "--lock", "--expiredate", "1", user.name])
+            elif self._denied is not None:  # a directory user: refused at login until the entry goes
+                self._denied.add(user.name)
         if self.slurm:
             self._run(["scancel", f"--user={user.uid}"])
             deadline = time.monotonic() + self.job_wait
@@ -1038,13 +1085,18 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
                 state = store.load()
                 gone = readmit(state, args.name, now.date())
                 store.save(state)
+                DeniedUsers(denied_file(config)).remove(gone.name)
             print(
                 f"readmitted {gone.name} (deleted {gone.on}, cycle {gone.cycle}; the manifest stays): "
                 "the next converge creates the account, an empty home and the Slurm association again while "
                 "ailab_users lists them"
             )
             return 0
-        ops = ops or SystemOps(slurm=config.slurm, directory=bool(config.directory_state))
+        ops = ops or SystemOps(
+            slurm=config.slurm,
+            directory=bool(config.directory_state),
+            denied=DeniedUsers(denied_file(config)) if config.directory_state else None,
+        )
         if args.cmd == "status":
             ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
             config = with_removed(config, ops.removed_users(config))

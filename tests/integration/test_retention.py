@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.integration.ops_helpers import mailbox, tool_run
+from tests.integration.test_frontend import KEYS, ssh
 
 # Throwaway users: uids far from the inventory's; created on every node so their jobs can run.
 THROWAWAY = {
@@ -301,7 +302,7 @@ def _passwd_field(sim, node: str, user: str, database: str, field: int) -> str |
 
 
 @pytest.mark.lifecycle
-def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, converge):
+def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, converge, tmp_path):
     """Hardening, rule 1: the deletion sticks.  A user the yearly deletion removed (here student2, deleted
     through the real deletion record on the operations host) but still listed in ailab_users gets no
     account, key, home or association from the next converge, stays locked where an account is left, and
@@ -337,6 +338,13 @@ def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, co
         if not directory:  # a directory user has no local account; role directory deletes the entry
             assert _passwd_field(sim, fe, user, "passwd", 1) is None
         assert sim.exec(fe, f"test -e {home}", check=False).returncode == 1
+        # Refused at once, before any converge: a local account is locked, a directory user is on the list
+        # PAM reads (role operations) while the entry waits for the converge.
+        key = tmp_path / user
+        key.write_bytes((KEYS / user).read_bytes())
+        key.chmod(0o600)
+        refused = ssh(tmp_path, user, sim.cluster.hosts[fe].address, "true")
+        assert refused.returncode == 255, (refused.stdout, refused.stderr)
 
         after = converge(plays)
         assert after.ok, f"converge after the deletion failed:\n{explain(after)}"
@@ -369,11 +377,15 @@ def test_a_deleted_user_still_in_the_inventory_is_not_recreated(sim, fe, ctl, co
         assert _assoc(sim, user).strip() == user
         if directory:
             assert _passwd_field(sim, compute, user, "passwd", 3) == str(spec.uid)
+            denied = sim.exec(fe, f"cat {record.rsplit('/', 1)[0]}/denied-users", check=False).stdout.split()
+            assert user not in denied, denied
         else:
             assert _passwd_field(sim, compute, user, "shadow", 8) == ""
     finally:
         restore = f"mv -f {backup} {record}" if had_record else f"rm -f {record}"
         sim.exec(fe, restore, check=False)
+        denied_list = f"{record.rsplit('/', 1)[0]}/denied-users"
+        sim.exec(fe, f"test ! -e {denied_list} || sed -i '/^{user}$/d' {denied_list}", check=False)
         run.cleanup()
         if _passwd_field(sim, fe, user, "passwd", 1) is None or _assoc(sim, user).strip() != user:
             assert converge(plays).ok, "the converge that restores student2 failed"

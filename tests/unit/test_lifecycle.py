@@ -408,3 +408,44 @@ def test_with_the_directory_only_local_accounts_are_locked_and_deleted(tmp_path,
     ops.stop(alice)
     ops.delete_account(alice)
     assert [c for c in calls if c in ("usermod", "userdel")] == expect
+
+
+@pytest.mark.parametrize(("local", "denied"), [(True, []), (False, ["alice"])])
+def test_stopping_a_directory_user_refuses_them_at_login_at_once(tmp_path, local, denied):
+    """A directory user has no local account to lock: stop() puts them on the list PAM reads on the
+    operations host (beside the deletion record) before anything of theirs is deleted."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text(
+        "root:x:0:0::/root:/bin/bash\n" + ("alice:x:20001:20001::/h:/bin/bash\n" if local else "")
+    )
+
+    def run(argv, **_):
+        out = "alice:x:20001:20001::/h:/bin/bash\n" if argv[:2] == ["getent", "passwd"] else ""
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+    listed = retention.DeniedUsers(tmp_path / "state" / retention.DENIED_FILE)
+    listed.add("bob")
+    ops = retention.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd), denied=listed)
+    alice = next(p for p in retention.removed_people([], ["alice"], PASSWD.get))
+    ops.stop(alice)
+    ops.stop(alice)
+    assert listed.names() == sorted(["bob", *denied])
+    assert listed.path.read_text() == "".join(f"{n}\n" for n in sorted(["bob", *denied]))
+    assert listed.path.stat().st_mode & 0o777 == 0o600
+    listed.remove("alice")
+    listed.remove("carol")
+    assert listed.names() == ["bob"]
+
+
+def test_readmit_takes_the_user_off_the_denied_list(tmp_path):
+    config_file = tmp_path / "ops.json"
+    config_file.write_text(json.dumps(config_data(tmp_path)))
+    StateFile(tmp_path / "state" / "retention.json", retention.EMPTY_STATE).save(
+        record({"bob": {2026: "2026-08-01"}})
+    )
+    listed = retention.DeniedUsers(tmp_path / "state" / retention.DENIED_FILE)
+    listed.add("bob")
+    listed.add("carol")
+    argv = ["--config", str(config_file), "--now", "2026-09-10"]
+    assert retention.main([*argv, "readmit", "bob"], ops=FakeOps(set())) == 0
+    assert listed.names() == ["carol"]
