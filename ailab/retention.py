@@ -37,6 +37,9 @@ The operator's rules this tool implements (each is unit-tested):
   cycle, manifest first.  Without an e-mail address they are reported (``no-email``), not deleted.
   ``delete-removed NAME --yes`` deletes one at once (same checks and manifest; it refuses users still in
   the inventory, and so any extension).
+- **A directory user is refused at once.**  They have no local account to lock; :class:`SystemOps` lists
+  each one it stops in ``denied-users`` beside the state file, which PAM reads on the operations host (role
+  operations), until the next converge removes the entry or ``readmit`` takes the name off.
 - **Deleted stays deleted.**  The record of deletions in the state file is what site.yml's pre-flight
   reads: a deleted user still in ``ailab_users`` is left out of the converge until ``readmit NAME``.
 - **Manifest first.**  The manifest (JSON lines: every path with owner and bytes, the passwd/group entries
