@@ -9,7 +9,9 @@ JSON (also written to bench-results.json).
 The users run (``--users 2000``; ``--only-users`` runs only it, without Docker) times the commands an
 operator runs on a full year of students, against issue 11's limits: ``ailab inventory check`` of a scratch
 copy of the inventory with N users (one SSH key each), ``ailab users import`` of an N-row form into a copy
-with the inventory's own users, and the same import again (nothing to change).
+with the inventory's own users, and the same import again (nothing to change).  On the simulated cluster
+(not with --only-users) it also converges N more users into it, then again with nothing to change, each
+against the no-op of the inventory as it is (:func:`users_converge_run`).
 """
 
 from __future__ import annotations
@@ -421,6 +423,44 @@ def users_run(source: Path, n: int, result: BenchResult) -> None:
         )
 
 
+USERS_CONVERGE_LIMITS = {"added": 120.0, "no-op": 30.0}  # seconds over the inventory's own no-op, issue 11
+
+
+def users_converge_run(source: Path, n: int, result: BenchResult) -> None:
+    """On the running, converged simulated cluster of ``source``: site.yml with nothing to change, then with
+    ``n`` more users (a scratch copy of the inventory: directory entries, homes with quotas, Slurm
+    associations), then again with nothing to change; then ``source`` again (the ``n`` users are locked
+    and their homes kept, as for any user removed from the inventory: ``make down`` clears them)."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from ailab.onboarding import find_users_file
+
+    base = f"users {n}: no-op site.yml with the inventory's own users"
+    timed(result, base, partial(converge_ok, source))
+    with tempfile.TemporaryDirectory(prefix=f"ailab-users-converge-{n}-") as tmp:
+        bigger = Path(tmp) / source.name
+        shutil.copytree(source, bigger)
+        users_path = find_users_file(bigger)
+        data = yaml.safe_load(users_path.read_text())
+        project = data["ailab_projects"][0]["name"] if data.get("ailab_projects") else "course-ml"
+        data["ailab_users"] = [*(data.get("ailab_users") or []), *bench_users(n, project)]
+        users_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        added = f"users {n}: site.yml adding {n} users"
+        timed(result, added, partial(converge_ok, bigger))
+        noop = f"users {n}: no-op site.yml with {n} more users"
+        timed(result, noop, partial(converge_ok, bigger))
+    timed(result, f"users {n}: site.yml back to the inventory's own users", partial(converge_ok, source))
+    for name, limit in ((added, USERS_CONVERGE_LIMITS["added"]), (noop, USERS_CONVERGE_LIMITS["no-op"])):
+        extra = result.seconds[name] - result.seconds[base]
+        verdict = "within" if extra <= limit else "OVER"
+        result.notes.append(
+            f"{name}: +{extra:.1f} s over the no-op, {verdict} the +{limit:.0f} s limit (issue 11)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventory/sim")
@@ -534,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(5)  # let services settle before reading memory
     for status in sim.status():
         result.ram_mib[status.name] = container_memory(status.container)
+    for n in user_counts:
+        users_converge_run(inventory, n, result)
     if sizes:
         sim.down()
         scale_run(inventory, sizes, result)
