@@ -362,6 +362,24 @@ def bench_users(n: int, project: str, first_uid: int = 300001) -> list[dict]:
     return out
 
 
+def copy_with_users(source: Path, dest: Path, n: int) -> str:
+    """A copy of the inventory ``source`` at ``dest`` with :func:`bench_users` ``n`` more users; the project
+    they are in."""
+    import shutil
+
+    import yaml
+
+    from ailab.onboarding import find_users_file
+
+    shutil.copytree(source, dest)
+    users_path = find_users_file(dest)
+    data = yaml.safe_load(users_path.read_text())
+    project = data["ailab_projects"][0]["name"] if data.get("ailab_projects") else "course-ml"
+    data["ailab_users"] = [*(data.get("ailab_users") or []), *bench_users(n, project)]
+    users_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return project
+
+
 def bench_form(n: int, project: str) -> str:
     """An ``n``-row form export as a form tool writes it: an ID and time columns besides the ones read."""
     lines = ["ID,Start time,Completion time,Username,Full name,Email,Project,Supervisor"]
@@ -380,10 +398,6 @@ def users_run(source: Path, n: int, result: BenchResult) -> None:
     import shutil
     import tempfile
 
-    import yaml
-
-    from ailab.onboarding import find_users_file
-
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
@@ -399,12 +413,7 @@ def users_run(source: Path, n: int, result: BenchResult) -> None:
 
     with tempfile.TemporaryDirectory(prefix=f"ailab-users-{n}-") as tmp:
         checked = Path(tmp) / "check"
-        shutil.copytree(source, checked)
-        users_path = find_users_file(checked)
-        data = yaml.safe_load(users_path.read_text())
-        project = data["ailab_projects"][0]["name"] if data.get("ailab_projects") else "course-ml"
-        data["ailab_users"] = [*(data.get("ailab_users") or []), *bench_users(n, project)]
-        users_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        project = copy_with_users(source, checked, n)
         check = f"users {n}: inventory check"
         timed(result, check, partial(ailab, "inventory", "check", "-i", str(checked)))
 
@@ -431,23 +440,13 @@ def users_converge_run(source: Path, n: int, result: BenchResult) -> None:
     ``n`` more users (a scratch copy of the inventory: directory entries, homes with quotas, Slurm
     associations), then again with nothing to change; then ``source`` again (the ``n`` users are locked
     and their homes kept, as for any user removed from the inventory: ``make down`` clears them)."""
-    import shutil
     import tempfile
-
-    import yaml
-
-    from ailab.onboarding import find_users_file
 
     base = f"users {n}: no-op site.yml with the inventory's own users"
     timed(result, base, partial(converge_ok, source))
     with tempfile.TemporaryDirectory(prefix=f"ailab-users-converge-{n}-") as tmp:
         bigger = Path(tmp) / source.name
-        shutil.copytree(source, bigger)
-        users_path = find_users_file(bigger)
-        data = yaml.safe_load(users_path.read_text())
-        project = data["ailab_projects"][0]["name"] if data.get("ailab_projects") else "course-ml"
-        data["ailab_users"] = [*(data.get("ailab_users") or []), *bench_users(n, project)]
-        users_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        copy_with_users(source, bigger, n)
         added = f"users {n}: site.yml adding {n} users"
         timed(result, added, partial(converge_ok, bigger))
         noop = f"users {n}: no-op site.yml with {n} more users"
