@@ -37,6 +37,10 @@ def test_slapd_refuses_plain_and_anonymous(host, cluster):
         f"LDAPTLS_CACERT=/etc/ldap/tls/ca.pem ldapsearch -LLL -x -H ldaps://{server.address} "
         f"-b {cluster.directory.base_dn} '(uid=*)' uid"
     )
-    assert anonymous.rc == 0 and "uid:" not in anonymous.stdout
+    # Anonymous sees nothing, not even the base entry: slapd answers noSuchObject (32) rather than reveal it.
+    assert anonymous.rc in (0, 32) and "uid:" not in anonymous.stdout, anonymous.stderr
+    base = cluster.directory.base_dn
+    mine = host.run(f"ldapsearch -LLL -Q -Y EXTERNAL -H ldapi:/// -b {base} '(uid=*)' uid")
+    assert mine.rc == 0 and "uid:" in mine.stdout, mine.stderr  # the same search as root finds the users
     plain = host.run(f"ldapsearch -LLL -x -H ldap://{server.address} -b {cluster.directory.base_dn} uid")
     assert plain.rc == 13, plain.stderr  # confidentialityRequired
