@@ -174,6 +174,13 @@ def _get(entry: Mapping[str, Sequence[str]], attr: str) -> tuple[str, ...]:
     return ()
 
 
+def _replace_or_delete(attr: str, values: Sequence[str]) -> str:
+    """The modify change that gives ``attr`` exactly ``values`` (none: the attribute goes)."""
+    if values:
+        return "\n".join([f"replace: {attr}", *(_ldif_value(attr, v) for v in values), "-"])
+    return f"delete: {attr}\n-"
+
+
 def _ldif_value(attr: str, value: str) -> str:
     safe = value and value.isascii() and value.isprintable() and value[0] not in " :<" and value[-1] != " "
     if safe:
@@ -249,10 +256,7 @@ def plan(
                 continue
             if _norm(attr, now) == _norm(attr, new):
                 continue
-            if new:
-                changes.append("\n".join([f"replace: {attr}", *(_ldif_value(attr, v) for v in new), "-"]))
-            else:
-                changes.append(f"delete: {attr}\n-")
+            changes.append(_replace_or_delete(attr, new))
         if changes:
             records.append("\n".join([_dn_line(found[0]), "changetype: modify", *changes]))
             if found[0] not in locked_dns:
@@ -365,10 +369,7 @@ def config_plan(
             new = [_ordinal_free(v) for v in values]
             if now == new:
                 continue
-            if new:
-                changes.append("\n".join([f"replace: {attr}", *(_ldif_value(attr, v) for v in new), "-"]))
-            else:
-                changes.append(f"delete: {attr}\n-")
+            changes.append(_replace_or_delete(attr, new))
         if changes:
             records.append("\n".join([_dn_line(dn), "changetype: modify", *changes]))
     return "\n\n".join(records) + "\n" if records else ""
