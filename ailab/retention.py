@@ -499,12 +499,14 @@ class DeniedUsers:
         write_atomic(self.path, "".join(f"{n}\n" for n in sorted(set(names))).encode())
 
     def add(self, name: str) -> None:
-        if name not in self.names():
-            self._write([*self.names(), name])
+        names = self.names()
+        if name not in names:
+            self._write([*names, name])
 
     def remove(self, name: str) -> None:
-        if name in self.names():
-            self._write([n for n in self.names() if n != name])
+        names = self.names()
+        if name in names:
+            self._write([n for n in names if n != name])
 
 
 # Homes, manifest and deletion ------------------------------------------------------------------------
