@@ -5,6 +5,7 @@ model from :func:`ailab.ansible_bridge.cluster_from_play`; the others are thin w
 functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 
 {{ hostvars | ailab_model(groups) }}                        the whole model as plain data
+{{ hostvars | ailab_model(groups, 'ceph') }}                one field of Cluster: what a role reads
 {{ hostvars | ailab_problems(groups) }}                     problem lines (empty when the inventory is good)
 {{ hostvars | ailab_render(groups, 'slurm.conf') }}         a file rendered by ailab/render.py
 {{ hostvars | ailab_home_dirs(groups, '/home', '0700') }}   one entry per inventory user
@@ -32,6 +33,7 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -93,8 +95,22 @@ def uses_model(*values: Any) -> bool:
 # --- the model ---------------------------------------------------------------------------------------
 
 
-def ailab_model(hostvars, groups):
-    return ansible_bridge.to_data(_cluster(hostvars, groups))
+def ailab_model(hostvars, groups, part=None):
+    """The model as plain data, or only its field ``part`` (``ceph``, ``directory``, ``timezone``, ...): the
+    settings a role reads, with the model's defaults applied (ailab/model.py, ailab/parse.py), so no role
+    repeats them.  Roles bind a part once, in their vars/main.yml (e.g. ``cephfs_client_ceph``)."""
+    cluster = _cluster(hostvars, groups)
+    if part is None:
+        return ansible_bridge.to_data(cluster)
+    if str(part) not in MODEL_PARTS:
+        raise AnsibleFilterError(
+            f"ailab_model: the model has no part {part!r} -- fix: use one of {', '.join(MODEL_PARTS)}"
+        )
+    return ansible_bridge.to_data(getattr(cluster, str(part)))
+
+
+# The fields of the model ailab_model hands out one by one (ailab.model.Cluster).
+MODEL_PARTS = tuple(f.name for f in dataclasses.fields(Cluster))
 
 
 def ailab_problems(hostvars, groups):

@@ -16,9 +16,10 @@ DOCUMENTATION = """
     type: aggregate
     short_description: builds the ailab cluster model once in the controller for the tasks that use it
     description:
-      - At the start of a task whose args, vars, loop, conditions or role parameters call a model filter
-        (ailab_render, ailab_model, ailab_home_dirs, ailab_ops_config), builds the model from hostvars in
-        the controller process, so that every forked worker finds it instead of building it.
+      - At the start of a task whose args, vars, loop, conditions, role parameters, role vars or role
+        defaults call a model filter (ailab_render, ailab_model, ailab_home_dirs, ailab_ops_config, ...),
+        builds the model from hostvars in the controller process, so that every forked worker finds it
+        instead of building it.
     requirements:
       - the ailab package importable by Ansible's Python (the project venv)
 """
@@ -44,8 +45,12 @@ class CallbackModule(CallbackBase):
         except ImportError:
             return  # the filter plugin says why, if a task uses it
         try:
-            role_params = getattr(getattr(task, "_role", None), "_role_params", None) or {}
-            if not uses_model(task.args, task.vars, task.loop, task.when, role_params):
+            role = getattr(task, "_role", None)
+            # The role's parameters, vars/main.yml and defaults: a role binds the model's parts it reads
+            # there once (e.g. cephfs_client_ceph), and its tasks use them by name.
+            keys = ("_role_params", "_role_vars", "_default_vars")
+            role_data = [getattr(role, key, None) or {} for key in keys]
+            if not uses_model(task.args, task.vars, task.loop, task.when, role_data):
                 return
             variables = task.get_variable_manager()
             hostvars = getattr(variables, "_hostvars", None)

@@ -209,3 +209,27 @@ def test_model_filter_calls_are_found_in_nested_task_data():
     assert uses_model({"dirs": ["x", {"y": "{{ hostvars | ailab_home_dirs(groups) }}"}]})
     assert uses_model(None, [], "{{ hostvars | ailab_ops_config(groups) }}")
     assert not uses_model({"msg": "{{ ailab_cluster.name }}"}, ["ailab_address"], None)
+
+
+def test_the_callback_builds_the_model_for_roles_that_bind_it_in_their_vars(play):
+    """A role binds the model part it reads once in vars/main.yml (e.g. cephfs_client_ceph) or defaults; its
+    tasks name only that variable, so the callback looks at the role's vars and defaults too."""
+    callback = load_callback()
+    role = SimpleNamespace(
+        _role_params={},
+        _role_vars={"cephfs_client_ceph": "{{ hostvars | ailab_model(groups, 'ceph') }}"},
+        _default_vars={"cephfs_client_name": "ailab-node"},
+    )
+    uses = SimpleNamespace(
+        args={"msg": "{{ cephfs_client_ceph.managed }}"},
+        vars={},
+        loop=None,
+        when=[],
+        _role=role,
+        get_variable_manager=lambda: play.variables,
+    )
+    callback.v2_playbook_on_task_start(uses, False)
+    assert ansible_bridge.stats["built"] == 1
+    plain = SimpleNamespace(**{**vars(uses), "_role": SimpleNamespace(_default_vars={"x": "{{ 1 }}"})})
+    callback.v2_playbook_on_task_start(plain, False)
+    assert ansible_bridge.stats["built"] + ansible_bridge.stats["state"] == 1
