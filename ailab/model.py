@@ -229,6 +229,11 @@ class CephSettings:
     monitors: tuple[str, ...] = ()  # external cluster: monitor addresses; managed: from the ceph group
     managed: bool = False  # True: the ceph group runs the cluster (role ceph_cluster)
     client: str = "fuse"  # "kernel" or "fuse"
+    # The directories inside the CephFS (its own paths, not the nodes') mounted at home_root and
+    # datasets_path: the inventory's ailab_cephfs_home_dir and ailab_cephfs_datasets_dir, read by roles
+    # cephfs_client, user_dirs and containers (each may still override its own role variable).
+    fs_home_dir: str = "/home"
+    fs_datasets_dir: str = "/datasets"
     # Managed Ceph: copies of every object in the CephFS pools.  0: min(3, hosts in group ceph), with
     # min_size = size - 1 (ailab.ceph.pool_size; role ceph_cluster's ceph_cluster_pool_size, default 0).
     pool_size: int = 0

@@ -57,6 +57,8 @@ CLUSTER_VARS = (
     "ailab_monitoring",
     "ailab_containers",
     "ailab_directory",
+    "ailab_cephfs_home_dir",
+    "ailab_cephfs_datasets_dir",
 )
 # Role variables the checks must see as the roles will (their defaults are the model's): the admin group
 # of role accounts (cluster-wide, like CLUSTER_VARS) and the pool size of role ceph_cluster (ceph hosts).
@@ -621,6 +623,15 @@ def cluster_vars(
     return values
 
 
+def parse_cephfs_dirs(cvars: Mapping[str, Any], problems: list[Problem]) -> dict[str, str]:
+    """``ailab_cephfs_home_dir`` and ``ailab_cephfs_datasets_dir``: the directories inside the CephFS that
+    are mounted at ``ailab_ceph.home_root`` and ``datasets_path`` (default /home and /datasets)."""
+    keys = {"fs_home_dir": "ailab_cephfs_home_dir", "fs_datasets_dir": "ailab_cephfs_datasets_dir"}
+    r = Reader({key: cvars.get(key) for key in keys.values()}, "group_vars/all", "", problems)
+    d = CephSettings()
+    return {field: r.string(key, getattr(d, field)) for field, key in keys.items()}
+
+
 def build_cluster(
     groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping[str, Any]]
 ) -> tuple[Cluster, list[Problem]]:
@@ -667,6 +678,7 @@ def build_cluster(
         managed=cr.boolean("managed", cd.managed),
         client=cr.string("client", cd.client),
         pool_size=parse_pool_size(cr, groups, hostvars),
+        **parse_cephfs_dirs(cvars, problems),
     )
     avars = cluster_vars(hostvars, problems, ACCOUNT_VARS)
     a = Reader(avars, "group_vars/all", "", problems)

@@ -959,6 +959,19 @@ def check_storage(cluster: Cluster) -> list[Problem]:
                     "pick separate directories, e.g. home_root: /ceph/home and datasets_path: /ceph/datasets",
                 )
             )
+    for key, path, example in (
+        ("ailab_cephfs_home_dir", ceph.fs_home_dir, "/home"),
+        ("ailab_cephfs_datasets_dir", ceph.fs_datasets_dir, "/datasets"),
+    ):
+        if not path.startswith("/") or path.strip("/") == "":
+            out.append(
+                Problem(
+                    where,
+                    key,
+                    f"{path!r} is not a directory inside the CephFS (an absolute path below its root /)",
+                    f"write it as an absolute path, e.g. {key}: {example}",
+                )
+            )
     if ceph.managed and not cluster.ceph_hosts:
         out.append(
             Problem(

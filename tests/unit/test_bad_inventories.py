@@ -514,6 +514,40 @@ def test_simulated_cluster_must_mount_with_fuse():
     expect(sim(ceph(client="kernel")), "group_vars/all", "ailab_ceph.client", "client: fuse", "CephFS module")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "fix", "message"),
+    [
+        ("ailab_cephfs_home_dir", "home", "ailab_cephfs_home_dir: /home", "not a directory inside"),
+        ("ailab_cephfs_home_dir", "/", "ailab_cephfs_home_dir: /home", "not a directory inside"),
+        ("ailab_cephfs_datasets_dir", "data", "e.g. ailab_cephfs_datasets_dir: /datasets", "absolute path"),
+        ("ailab_cephfs_datasets_dir", "//", "ailab_cephfs_datasets_dir: /datasets", "below its root"),
+        ("ailab_cephfs_home_dir", 7, "as a non-empty string", "got 7"),
+        ("ailab_cephfs_datasets_dir", "", "as a non-empty string", "got ''"),
+    ],
+)
+def test_cephfs_directories_are_paths_inside_the_file_system(key, value, fix, message):
+    """The directories inside the CephFS that roles cephfs_client, user_dirs and containers mount."""
+    expect(every_host(key, value), "group_vars/all", key, fix, message)
+
+
+@pytest.mark.parametrize(
+    ("values", "home", "datasets"),
+    [
+        ({}, "/home", "/datasets"),
+        ({"ailab_cephfs_home_dir": "/ailab/home"}, "/ailab/home", "/datasets"),
+        ({"ailab_cephfs_home_dir": "/a/home", "ailab_cephfs_datasets_dir": "/a/data"}, "/a/home", "/a/data"),
+    ],
+)
+def test_cephfs_directories_default_in_the_model(values, home, datasets):
+    """The roles read them from the model (ailab_model(groups, 'ceph')); the defaults are the model's."""
+    groups, hostvars = good()
+    for key, value in values.items():
+        set_all(hostvars, key, value)
+    cluster, found = build_cluster(groups, hostvars)
+    assert found + validate(cluster) == []
+    assert (cluster.ceph.fs_home_dir, cluster.ceph.fs_datasets_dir) == (home, datasets)
+
+
 # Durability of a managed Ceph (table in ailab.ceph.pool_size)
 
 
