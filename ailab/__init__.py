@@ -1,3 +1,31 @@
-"""ailab: the typed model of an AI-LAB-style student GPU cluster and the tools around it."""
+"""ailab: the typed model of an AI-LAB-style student GPU cluster and the tools around it.
+
+Which module holds what (the README's layout table has the rest of the repository):
+
+- The description.  :mod:`ailab.inventory` loads an inventory through Ansible's own API;
+  :mod:`ailab.parse` turns its variables into the typed model of :mod:`ailab.model`, applying every default
+  (the only place defaults live: roles read the model, not the raw variables); :mod:`ailab.validate`
+  checks it (the same checks for ``ailab inventory check`` and site.yml's pre-flight play), each problem a
+  :class:`ailab.problems.Problem` naming the field and the fix.  :mod:`ailab.gpus`, :mod:`ailab.hostlist`,
+  :mod:`ailab.slurm_keys` and :mod:`ailab.sshkeys` are the reference tables and syntaxes they use.
+- Ansible's view.  :mod:`ailab.ansible_bridge` builds the model from a play's ``hostvars`` once per
+  variable state (memoized; plugins/callback/ailab_model.py builds it in the controller before the
+  workers fork); :mod:`ailab.filters` is every Jinja filter (plugins/filter/ailab.py hands them over).
+  Roles bind the model parts they read once, in their ``vars/main.yml``:
+  ``cephfs_client_ceph: "{{ hostvars | ailab_model(groups, 'ceph') }}"``.
+- Files rendered from the model, by pure functions listed in :mod:`ailab.render`: :mod:`ailab.slurm`
+  (slurm.conf and friends; Slurm's paths, ports and database name as constants, ``ailab_layout`` for the
+  roles; job_submit.lua is ``templates/job_submit.lua``), :mod:`ailab.monitoring`, :mod:`ailab.frontend`,
+  :mod:`ailab.containers`, :mod:`ailab.directory`, :mod:`ailab.backup`, :mod:`ailab.ceph`.
+- Operations (rules 1 and 8): :mod:`ailab.retention`, :mod:`ailab.maintenance`, :mod:`ailab.notices`.
+- Node-side scripts, standard library only: :mod:`ailab.nodetools` (roles copy them onto the nodes);
+  :mod:`ailab.mounts` reads the mount table for the tools that must not touch a hanging mount.
+- The command line: :mod:`ailab.cli` dispatches the sub-commands :mod:`ailab.registry` lists
+  (:mod:`ailab.onboarding`, :mod:`ailab.stack_inventory`, :mod:`ailab.demo`, the simulator's ``ailab sim``);
+  :mod:`ailab.playbook` runs ansible-playbook and reads what it did from the event callback
+  (plugins/callback/ailab_events.py).
+- Measuring and documenting: :mod:`ailab.bench`, :mod:`ailab.filter_bench`, :mod:`ailab.monitoring_bench`,
+  :mod:`ailab.docs`.
+"""
 
 __version__ = "0.1.0"
