@@ -37,6 +37,15 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ("preflight: ailab_problems", None, [("ailab_problems", (), {})]),
     ("common: /etc/hosts", "all", [("ailab_render", ("hosts",), {})]),
     ("common: motd", "all", [("ailab_render", ("motd", HOST), {})]),
+    # The parts of the model roles bind in vars/main.yml: one call per task that names the variable.
+    (
+        "common: time zone x2, domain",
+        "all",
+        [("ailab_model", (p,), {}) for p in ("timezone",) * 2 + ("domain",)],
+    ),
+    ("site.yml: directory on/off", "all", [("ailab_model", ("directory",), {})]),
+    ("accounts: users, home_root", "all", [("ailab_model", ("users",), {}), ("ailab_model", ("ceph",), {})]),
+    ("cephfs_client: ceph (one task)", "compute", [("ailab_model", ("ceph",), {})]),
     ("user_dirs: home dirs", None, [("ailab_home_dirs", ("/home", "0700"), {})]),
     ("slurm_controller: slurmdbd.conf", "slurm_controller", [("ailab_render", ("slurmdbd.conf",), {})]),
     ("slurm_controller: slurm.conf", "slurm_controller", [("ailab_render", ("slurm.conf",), {})]),
@@ -62,6 +71,7 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     ),
     ("operations: ops.json", "frontend", [("ailab_ops_config", (), OPS)]),
     ("mail: SMTP clients", "frontend", [("ailab_monitoring", (HOST,), {})]),
+    ("mail: domain", "frontend", [("ailab_model", ("domain",), {})]),
     ("metrics: settings", "all", [("ailab_monitoring", (HOST,), {})]),
     ("monitoring: settings", "monitoring", [("ailab_monitoring", (HOST,), {})]),
     (
