@@ -38,7 +38,8 @@ HEALTH_REASON_PREFIX = "gpu-health:"  # the health check only resumes nodes whos
 
 
 def layout() -> dict[str, str | int]:
-    """The paths, ports, user and database above, for the roles (filter ``ailab_layout``)."""
+    """The paths, ports, user and database above (and the node tools slurm.conf names), for the roles
+    (filter ``ailab_layout``)."""
     return {
         "user": SLURM_USER,
         "conf_dir": CONF_DIR,
@@ -50,6 +51,9 @@ def layout() -> dict[str, str | int]:
         "slurmdbd_port": SLURMDBD_PORT,
         "accounting_db": ACCOUNTING_DB,
         "health_check_config": HEALTH_CHECK_CONFIG,
+        "health_check_program": HEALTH_CHECK_PROGRAM,
+        "jobstats_tool": JOBSTATS_TOOL,
+        "jobstats_epilog": JOBSTATS_EPILOG,
     }
 
 

@@ -99,7 +99,7 @@ File = tuple[str, str, str, str]
 
 
 def files(cluster: Cluster) -> list[File]:
-    """What the emulation's container gets in /etc/slurm, from the real renderers."""
+    """What the emulation's container gets in Slurm's configuration directory, from the real renderers."""
     return [
         (f"{slurm.CONF_DIR}/slurm.conf", "root", "0644", emulated_slurm_conf(cluster)),
         (f"{slurm.CONF_DIR}/gres.conf", "root", "0644", slurm.render_gres_conf(cluster)),
@@ -315,7 +315,7 @@ class Emulation:
         said = (result.stderr or result.stdout or f"exit status {result.returncode}").strip()[-2000:]
         return SimError(
             f"the emulation did not start ({what}): {said}",
-            f"see docker exec {self.name} tail /var/log/slurm/slurmctld.log /var/log/slurm/slurmdbd.log; "
+            f"see docker exec {self.name} tail {slurm.LOG_DIR}/slurmctld.log {slurm.LOG_DIR}/slurmdbd.log; "
             f"`ailab sim emulate -i {self.inventory} --down` removes it",
         )
 
@@ -353,7 +353,7 @@ class Emulation:
         bad = sorted(f"{n}={states.get(n, 'missing')}" for n in want if states.get(n) != "idle")
         raise SimError(
             f"{len(bad)} emulated nodes are not idle: {', '.join(bad[:10])}",
-            f"see docker exec {self.name} tail /var/log/slurm/slurmd-NODE.log",
+            f"see docker exec {self.name} tail {slurm.LOG_DIR}/slurmd-NODE.log",
         )
 
     def check_user(self, user: str | None) -> None:

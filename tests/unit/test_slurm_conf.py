@@ -484,3 +484,24 @@ def test_the_roles_layout_is_the_renderers_constants():
     assert layout["health_check_config"] == f"{slurm.CONF_DIR}/gpu-health.json"
     with pytest.raises(ValueError, match="unknown component 'munge' -- fix: use 'slurm'"):
         ailab_layout("munge")
+
+
+def test_the_node_tools_slurm_conf_names_are_installed_where_it_says():
+    """One source for the paths: the roles install the health check and jobstats at the layout's paths,
+    which slurm.conf names; the health check reads the file the layout says it is rendered to."""
+    from ailab.filters import ailab_layout
+
+    layout = ailab_layout("slurm")
+    conf = slurm.render_slurm_conf(load_cluster(ROOT / "inventory" / "sim")[0])
+    assert f"HealthCheckProgram={layout['health_check_program']}\n" in conf
+    assert f"EpilogSlurmctld={layout['jobstats_epilog']}\n" in conf
+    assert layout["jobstats_tool"] == slurm.JOBSTATS_TOOL
+    tasks = {
+        role: (ROOT / "roles" / role / "tasks" / "main.yml").read_text()
+        for role in ("slurm_compute", "slurm_controller")
+    }
+    assert 'dest: "{{ slurm_compute_layout.health_check_program }}"' in tasks["slurm_compute"]
+    assert 'dest: "{{ slurm_controller_layout.jobstats_tool }}"' in tasks["slurm_controller"]
+    assert 'dest: "{{ slurm_controller_layout.jobstats_epilog }}"' in tasks["slurm_controller"]
+    script = (ROOT / "roles" / "slurm_compute" / "files" / "ailab-gpu-health").read_text()
+    assert f'CONFIG = "{layout["health_check_config"]}"\n' in script  # a node tool: stdlib, no import
