@@ -131,3 +131,25 @@ def test_directory_on_never_touches_accounts_it_did_not_create():
     node.accounts["localuser"] = acc.Account("localuser", 5000, 5000, "", "/home/x", "/bin/sh", None)
     todo = acc.plan(node, [A1], **KW, remove_unlisted=True)
     assert todo.commands == [] and todo.remove == []
+
+
+@pytest.mark.parametrize("inventory", ["sim", "production"])
+@pytest.mark.parametrize("directory", [False, True])
+def test_the_models_users_plan_what_the_raw_ailab_users_planned(inventory, directory):
+    """The role passes the model's users (vars/main.yml: ailab_model(groups, 'users')) where it passed the raw
+    ailab_users: the same accounts, groups, key files and admin memberships, on a new node and on one that
+    already has them."""
+    from ailab.ansible_bridge import to_data
+    from ailab.inventory import load_cluster, read_inventory
+
+    _, hostvars = read_inventory(ROOT / "inventory" / inventory)
+    raw = next(iter(hostvars.values()))["ailab_users"]
+    cluster, _ = load_cluster(ROOT / "inventory" / inventory)
+    model = list(to_data(cluster.users).values())
+    if directory:  # only the admins stay local accounts
+        raw = [u for u in raw if u.get("admin")]
+        model = [u for u in model if u["admin"]]
+    kw = {**KW, "home_root": cluster.ceph.home_root, "remove_unlisted": directory}
+    assert len(acc.plan(current(), model, **kw).commands) >= 1 + 2 * len(model)  # groups and accounts
+    for node in (current(), converged(raw)):
+        assert vars(acc.plan(node, model, **kw)) == vars(acc.plan(node, raw, **kw))
