@@ -499,9 +499,13 @@ class DeniedUsers:
         write_atomic(self.path, "".join(f"{n}\n" for n in sorted(set(names))).encode())
 
     def add(self, name: str) -> None:
-        names = self.names()
-        if name not in names:
-            self._write([*names, name])
+        self.add_all([name])
+
+    def add_all(self, names: Sequence[str]) -> None:
+        """Add every name in one write (the yearly deletion stops thousands at once)."""
+        listed = self.names()
+        if not set(names) <= set(listed):
+            self._write([*listed, *names])
 
     def remove(self, name: str) -> None:
         names = self.names()
@@ -677,18 +681,62 @@ class Manifest:
 
 
 class Ops(Protocol):
-    """What deletion needs from the system besides files (Unix accounts, Slurm, the home mount)."""
+    """What deletion needs from the system besides files (Unix accounts, Slurm, the home mount).
+
+    Every call takes all the users of a run at once: the yearly deletion stops and deletes thousands, and
+    one squeue or sacctmgr for all of them costs what one per user would cost for a single one.  The calls
+    that can fail for some users and not others return ``{name: error}`` for those."""
 
     def check_home_root(self, home_root: str) -> None: ...
     def removed_users(self, config: OpsConfig) -> list[Person]: ...
-    def account(self, name: str) -> dict[str, str] | None: ...
-    def stop(self, user: Person) -> None: ...
-    def associations(self, user: Person) -> list[str]: ...
-    def delete_associations(self, user: Person) -> None: ...
+    def accounts(self, names: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def stop(self, users: Sequence[Person]) -> dict[str, str]: ...
+    def associations(self, users: Sequence[Person]) -> dict[str, list[str]]: ...
+    def delete_associations(self, users: Sequence[Person]) -> dict[str, str]: ...
     def delete_account(self, user: Person) -> None: ...
 
 
 Runner = Callable[..., subprocess.CompletedProcess]
+
+# Names or uids per command line: a single argument may not exceed 128 KiB (MAX_ARG_STRLEN).
+ARGS_PER_CALL = 500
+
+
+def chunks(items: Sequence[str], size: int = ARGS_PER_CALL) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def shown(argv: Sequence[str], most: int = 8) -> str:
+    """A command line for an error message, without the hundreds of names a bulk call carries."""
+    if len(argv) <= most:
+        return " ".join(argv)
+    return f"{' '.join(argv[: most - 2])} ... ({len(argv) - most + 2} more arguments)"
+
+
+def by_name(lines: str) -> dict[str, str]:
+    """getent's answer for several keys: each line keyed by its first field."""
+    return {line.split(":", 1)[0]: line for line in lines.splitlines() if line.strip()}
+
+
+def jobs_by_uid(squeue_out: str) -> dict[int, list[str]]:
+    """``squeue --format='%i %U'`` lines: the job ids of each uid."""
+    jobs: dict[int, list[str]] = {}
+    for line in squeue_out.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].isdigit():
+            jobs.setdefault(int(fields[1]), []).append(fields[0])
+    return jobs
+
+
+def associations_by_user(sacctmgr_out: str) -> dict[str, list[str]]:
+    """``sacctmgr --parsable2 show associations format=cluster,account,user,partition,qos`` by user."""
+    found: dict[str, list[str]] = {}
+    for line in sacctmgr_out.splitlines():
+        fields = line.split("|")
+        if len(fields) >= 3 and fields[2]:
+            found.setdefault(fields[2], []).append(line)
+    return found
 
 
 class SystemOps:
@@ -731,65 +779,121 @@ class SystemOps:
         try:
             result = self._run_fn(list(argv), capture_output=True, text=True, timeout=120, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolError(f"{' '.join(argv)}: {exc}") from None
+            raise ToolError(f"{shown(argv)}: {exc}") from None
         if result.returncode not in ok:
-            raise ToolError(f"{' '.join(argv)} exited {result.returncode}: {(result.stderr or '').strip()}")
+            raise ToolError(f"{shown(argv)} exited {result.returncode}: {(result.stderr or '').strip()}")
         return result
 
-    def account(self, name: str) -> dict[str, str] | None:
-        passwd = self._run(["getent", "passwd", name], ok=(0, 2)).stdout.strip()
-        if not passwd:
-            return None
-        group = self._run(["getent", "group", name], ok=(0, 2)).stdout.strip()
-        return {"passwd": passwd, "group": group}
+    def _getent(self, database: str, names: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in chunks(names):
+            found.update(by_name(self._run(["getent", database, *part], ok=(0, 2)).stdout))
+        return found
 
-    def _local(self, name: str) -> bool:
+    def accounts(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The passwd and group lines of those of ``names`` that resolve (one getent each for all)."""
+        passwd = self._getent("passwd", names)
+        group = self._getent("group", list(passwd)) if passwd else {}
+        return {name: {"passwd": line, "group": group.get(name, "")} for name, line in passwd.items()}
+
+    def _local_names(self) -> set[str] | None:
+        """The names in the local passwd file; None when every account is local (no directory)."""
         if not self.directory:
-            return True
+            return None
         try:
             with open(self._local_passwd, encoding="utf-8") as fh:
-                return any(line.split(":", 1)[0] == name for line in fh)
+                return {line.split(":", 1)[0] for line in fh}
         except OSError:
-            return False
+            return set()
 
-    def stop(self, user: Person) -> None:
-        """Lock the account, cancel the user's jobs and end their processes on this node."""
-        if self.account(user.name) is not None:
-            if self._local(user.name):
-                self._run(["usermod", "--lock", "--expiredate", "1", user.name])
-            elif self._denied is not None:  # a directory user: refused at login until the entry goes
-                self._denied.add(user.name)
+    def stop(self, users: Sequence[Person]) -> dict[str, str]:
+        """Lock the accounts, cancel the users' jobs and end their processes on this node."""
+        errors: dict[str, str] = {}
+        local = self._local_names()
+        present = self.accounts([u.name for u in users])
+        refused = []
+        for user in users:
+            if user.name not in present:
+                continue
+            if local is None or user.name in local:
+                try:
+                    self._run(["usermod", "--lock", "--expiredate", "1", user.name])
+                except ToolError as exc:
+                    errors[user.name] = str(exc)
+            else:
+                refused.append(user.name)  # a directory user: refused at login until the entry goes
+        if refused and self._denied is not None:
+            self._denied.add_all(refused)
         if self.slurm:
-            self._run(["scancel", f"--user={user.uid}"])
-            deadline = time.monotonic() + self.job_wait
-            while self._run(["squeue", "--noheader", f"--user={user.uid}", "--format=%i"]).stdout.strip():
-                if time.monotonic() > deadline:
-                    raise ToolError(f"jobs of {user.name} still run {self.job_wait:.0f}s after scancel")
-                time.sleep(2)
-        self._run(["pkill", "--signal", "KILL", "--uid", str(user.uid)], ok=(0, 1))
+            errors.update(self._cancel_jobs([u for u in users if u.name not in errors]))
+        uids = [str(u.uid) for u in users if u.name not in errors]
+        for part in chunks(uids):
+            self._run(["pkill", "--signal", "KILL", "--uid", ",".join(part)], ok=(0, 1))
+        return errors
 
-    def associations(self, user: Person) -> list[str]:
+    def _jobs(self, uids: Sequence[str]) -> dict[int, list[str]]:
+        jobs: dict[int, list[str]] = {}
+        for part in chunks(uids):
+            argv = ["squeue", "--noheader", "--all", f"--user={','.join(part)}", "--format=%i %U"]
+            jobs.update(jobs_by_uid(self._run(argv).stdout))
+        return jobs
+
+    def _cancel_jobs(self, users: Sequence[Person]) -> dict[str, str]:
+        """scancel every job of ``users``, then wait until squeue shows none: one squeue per wait for all
+        of them.  The users whose jobs still run after ``job_wait`` seconds are returned with the error."""
+        uids = [str(u.uid) for u in users]
+        jobs = self._jobs(uids)
+        cancel_error = ""
+        ids = [j for js in jobs.values() for j in js]
+        for part in chunks(ids):
+            # A job that ended since squeue makes scancel exit 1: the wait below is what checks.
+            result = self._run(["scancel", *part], ok=(0, 1))
+            cancel_error = cancel_error or (result.stderr or "").strip()
+        deadline = time.monotonic() + self.job_wait
+        while jobs:
+            if time.monotonic() > deadline:
+                why = f"; scancel said: {cancel_error}" if cancel_error else ""
+                return {
+                    u.name: f"jobs {', '.join(jobs[u.uid])} still run {self.job_wait:.0f}s after scancel{why}"
+                    for u in users
+                    if u.uid in jobs
+                }
+            time.sleep(2)
+            jobs = self._jobs([str(uid) for uid in jobs])
+        return {}
+
+    def associations(self, users: Sequence[Person]) -> dict[str, list[str]]:
+        """Each user's Slurm associations, from one sacctmgr per 500 users."""
         if not self.slurm:
-            return []
-        out = self._run(
-            [
-                "sacctmgr",
-                "--noheader",
-                "--parsable2",
-                "show",
-                "associations",
-                f"users={user.name}",
-                "format=cluster,account,user,partition,qos",
-            ]
-        ).stdout
-        return [line for line in out.splitlines() if line.strip()]
+            return {}
+        found: dict[str, list[str]] = {}
+        for part in chunks([u.name for u in users]):
+            argv = ["sacctmgr", "--noheader", "--parsable2", "show", "associations"]
+            argv += [f"users={','.join(part)}", "format=cluster,account,user,partition,qos"]
+            found.update(associations_by_user(self._run(argv).stdout))
+        return found
 
-    def delete_associations(self, user: Person) -> None:
-        if self.slurm and self.associations(user):
-            self._run(["sacctmgr", "--immediate", "delete", "user", f"name={user.name}"])
+    def delete_associations(self, users: Sequence[Person]) -> dict[str, str]:
+        """Delete the users' associations (one sacctmgr for all of them); if that fails, one by one, so
+        one bad user does not hold back the others.  Returns the errors by user."""
+        if not self.slurm:
+            return {}
+        names = list(self.associations(users))
+        errors: dict[str, str] = {}
+        for part in chunks(names):
+            try:
+                self._run(["sacctmgr", "--immediate", "delete", "user", f"name={','.join(part)}"])
+            except ToolError:
+                for name in part:
+                    try:
+                        self._run(["sacctmgr", "--immediate", "delete", "user", f"name={name}"])
+                    except ToolError as exc:
+                        errors[name] = str(exc)
+        return errors
 
     def delete_account(self, user: Person) -> None:
-        if self.account(user.name) is None or not self._local(user.name):
+        local = self._local_names()
+        if user.name not in self.accounts([user.name]) or (local is not None and user.name not in local):
             return
         self._run(["userdel", user.name])
         # userdel removes the personal group (USERGROUPS_ENAB); a group left behind with no members goes too.
@@ -874,12 +978,19 @@ def delete_users(
             }
         )
         totals: dict[str, dict[str, int]] = {}
+        users = [t.due.user for t in targets]
+        try:
+            stop_errors = ops.stop(users)
+            accounts = ops.accounts([u.name for u in users])
+            associations = ops.associations(users)
+        except ToolError as exc:  # e.g. slurmctld or slurmdbd down: nobody is ready, all retried next run
+            stop_errors = {u.name: str(exc) for u in users}
+            accounts, associations = {}, {}
         for t in targets:
             user = t.due.user
             try:
-                ops.stop(user)
-                account = ops.account(user.name)
-                associations = ops.associations(user)
+                if user.name in stop_errors:
+                    raise ToolError(stop_errors[user.name])
                 entries = [e for p in (t.home, t.spool) if p for e in walk(p)]
             except (HomeError, ToolError, OSError) as exc:
                 failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
@@ -890,8 +1001,8 @@ def delete_users(
                     "uid": user.uid,
                     "cycle": t.due.year,
                     "home": str(t.home) if t.home else None,
-                    "account": account,
-                    "slurm_associations": associations,
+                    "account": accounts.get(user.name),
+                    "slurm_associations": associations.get(user.name, []),
                 }
             )
             for e in entries:
@@ -917,28 +1028,46 @@ def delete_users(
         ) from None
     out.write(f"manifest {path} ({manifest.lines} lines), fsynced before deleting\n")
 
+    emptied: list[Target] = []
     for t in ready:
-        user = t.due.user
         try:
             if t.home is not None:
                 remove_home(home_root, t.home)
             if t.spool is not None:
                 t.spool.unlink()
-            ops.delete_associations(user)
-            ops.delete_account(user)
-        except (HomeError, ToolError, OSError) as exc:
+        except (HomeError, OSError) as exc:
             failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
-            store.save(state)
+            continue
+        emptied.append(t)
+    try:
+        errors = ops.delete_associations([t.due.user for t in emptied])
+    except ToolError as exc:
+        errors = {t.due.user.name: str(exc) for t in emptied}
+    saved = time.monotonic()
+    for t in emptied:
+        user = t.due.user
+        try:
+            if user.name in errors:
+                raise ToolError(errors[user.name])
+            ops.delete_account(user)
+        except (ToolError, OSError) as exc:
+            failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
             continue
         cycle = _cycle(state, t.due.year)
         cycle["deleted"][user.name] = {"on": today.isoformat(), "manifest": str(path)}
         cycle["failed"].pop(user.name, None)
-        store.save(state)
+        # The record is saved about once a second, not per user (thousands of rewrites of a large file):
+        # a run cut off in between finds those homes already gone and records them then (the manifest
+        # above has their contents either way).
+        if time.monotonic() - saved > 1:
+            store.save(state)
+            saved = time.monotonic()
         total = totals[user.name]
         out.write(
             f"deleted {user.name} (cycle {t.due.year}): {t.home or 'no home'}, {total['entries']} entries, "
             f"{total['bytes']} bytes, Unix account, Slurm associations\n"
         )
+    store.save(state)
     return failures
 
 

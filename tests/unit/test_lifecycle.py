@@ -405,7 +405,7 @@ def test_with_the_directory_only_local_accounts_are_locked_and_deleted(tmp_path,
 
     ops = retention.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd))
     alice = next(p for p in retention.removed_people([], ["alice"], PASSWD.get))
-    ops.stop(alice)
+    ops.stop([alice])
     ops.delete_account(alice)
     assert [c for c in calls if c in ("usermod", "userdel")] == expect
 
@@ -427,8 +427,8 @@ def test_stopping_a_directory_user_refuses_them_at_login_at_once(tmp_path, local
     listed.add("bob")
     ops = retention.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd), denied=listed)
     alice = next(p for p in retention.removed_people([], ["alice"], PASSWD.get))
-    ops.stop(alice)
-    ops.stop(alice)
+    ops.stop([alice])
+    ops.stop([alice])
     assert listed.names() == sorted(["bob", *denied])
     assert listed.path.read_text() == "".join(f"{n}\n" for n in sorted(["bob", *denied]))
     assert listed.path.stat().st_mode & 0o777 == 0o600
