@@ -293,7 +293,10 @@ def test_an_external_directory_is_read_with_the_vaulted_bind_password(
     )
     assert vault_file.read_text().startswith("$ANSIBLE_VAULT;"), "the password must be stored encrypted"
     playbook = str(site_plays({"directory"}, "directory-external"))
-    forget = "systemctl stop sssd; rm -f /var/lib/sss/db/cache_* /var/lib/sss/mc/*; systemctl start sssd"
+    forget = (
+        "systemctl stop sssd; rm -f /var/lib/sss/db/cache_* /var/lib/sss/mc/*; "
+        "systemctl reset-failed sssd; systemctl start sssd"
+    )
     try:
         result = converge(
             playbook, "--limit", node, "--vault-password-file", str(vault_pass), inventory=inventory
