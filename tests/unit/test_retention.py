@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ailab import retention
+from ailab import deletion, retention
 from ailab.ceph import mount_unit_name
 from ailab.inventory import load_cluster
 from ailab.model import DeletionPolicy, NoticeOffset
@@ -421,7 +421,7 @@ def test_manifest_lists_every_path_with_owner_and_bytes_and_is_complete_before_d
         return real_rmtree(path, *args, **kwargs)
 
     checking_rmtree.avoids_symlink_attacks = True  # type: ignore[attr-defined]
-    monkeypatch.setattr(retention.shutil, "rmtree", checking_rmtree)
+    monkeypatch.setattr(deletion.shutil, "rmtree", checking_rmtree)
     ops = FakeOps({"alice", "bob"})
     assert retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO()) == 0
     (manifest,) = Path(config.manifest_dir).iterdir()
@@ -463,7 +463,7 @@ def test_a_failed_manifest_write_deletes_nothing(tmp_path, monkeypatch):
     def full_disk(self):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(retention.Manifest, "commit", full_disk)
+    monkeypatch.setattr(deletion.Manifest, "commit", full_disk)
     ops = FakeOps({"alice", "bob"})
     with pytest.raises(ToolError, match=r"No space left on device.*nothing was deleted"):
         retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
@@ -537,7 +537,7 @@ ceph-fuse /ceph/home fuse.ceph-fuse rw,nosuid,nodev,relatime,user_id=0 0 0
     ],
 )
 def test_mount_type_reads_the_mount_on_top_exactly_at_the_path(table, path, fstype):
-    assert retention.mount_type(table, path) == fstype
+    assert deletion.mount_type(table, path) == fstype
 
 
 @pytest.mark.parametrize(
@@ -553,7 +553,7 @@ def test_mount_type_reads_the_mount_on_top_exactly_at_the_path(table, path, fsty
     ],
 )
 def test_home_root_problem(table, problem):
-    assert retention.home_root_problem(table, "/ceph/home") == problem
+    assert deletion.home_root_problem(table, "/ceph/home") == problem
 
 
 @pytest.mark.parametrize(
@@ -562,15 +562,15 @@ def test_home_root_problem(table, problem):
 )
 def test_the_refusal_names_the_mount_unit_of_the_home_root(path, unit):
     assert mount_unit_name(path) == unit
-    assert f"systemctl start {unit};" in str(retention.refuse_home_root(path, "nothing is mounted there"))
+    assert f"systemctl start {unit};" in str(deletion.refuse_home_root(path, "nothing is mounted there"))
 
 
 def test_the_probe_answers_for_a_directory_and_refuses_when_it_is_slow_or_fails(tmp_path):
-    assert retention.probe_directory(str(tmp_path)) is None
-    gone = retention.probe_directory(str(tmp_path / "missing"))
+    assert deletion.probe_directory(str(tmp_path)) is None
+    gone = deletion.probe_directory(str(tmp_path / "missing"))
     assert gone is not None and "failed" in gone and "FileNotFoundError" in gone
     # A child that cannot answer in time (here: it cannot even start in 1 ms) is a hung mount.
-    slow = retention.probe_directory(str(tmp_path), timeout=0.001)
+    slow = deletion.probe_directory(str(tmp_path), timeout=0.001)
     assert slow == "a stat and listing of it did not answer within 0s (hung mount?)"
 
 
@@ -586,7 +586,7 @@ def test_without_the_cephfs_mount_a_run_changes_nothing(tmp_path):
         commands.append(argv)
         raise AssertionError(f"ran {argv}")
 
-    ops = retention.SystemOps(run=no_command, mount_table=lambda: "22 1 0:21 / / rw - overlay o rw\n")
+    ops = deletion.SystemOps(run=no_command, mount_table=lambda: "22 1 0:21 / / rw - overlay o rw\n")
     mailer = FakeMailer()
     for dry_run in (True, False):
         with pytest.raises(ToolError) as info:
@@ -605,7 +605,7 @@ def test_a_hung_home_mount_refuses_the_run(tmp_path):
     make_homes(config, ["alice"])
     notified(config, ["alice"])
     table = f"61 22 0:52 / {config.home_root} rw - fuse.ceph-fuse ceph-fuse rw\n"
-    ops = retention.SystemOps(mount_table=lambda: table, probe=lambda path: "did not answer within 20s")
+    ops = deletion.SystemOps(mount_table=lambda: table, probe=lambda path: "did not answer within 20s")
     with pytest.raises(ToolError, match="that answers: did not answer within 20s; nothing was done"):
         retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
     assert (Path(config.home_root) / "alice" / "notes.txt").exists()
@@ -615,9 +615,9 @@ def test_a_cephfs_home_root_that_answers_passes_the_check(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     table = f"61 22 0:52 / {home} rw - ceph 10.0.0.1:6789:/home rw\n"
-    retention.check_home_root(str(home), lambda: table)  # the real probe: a stat and listing of it
+    deletion.check_home_root(str(home), lambda: table)  # the real probe: a stat and listing of it
     with pytest.raises(ToolError, match="not CephFS"):
-        retention.check_home_root(str(home), lambda: f"61 22 0:52 / {home} rw - tmpfs tmpfs rw\n")
+        deletion.check_home_root(str(home), lambda: f"61 22 0:52 / {home} rw - tmpfs tmpfs rw\n")
 
 
 def test_a_failed_step_is_retried_on_the_next_run(tmp_path):
@@ -655,8 +655,8 @@ def test_system_ops_commands(monkeypatch):
             rc = 1  # no processes
         return subprocess.CompletedProcess(argv, rc, out, "")
 
-    monkeypatch.setattr(retention.time, "sleep", lambda s: None)
-    ops = retention.SystemOps(slurm=True, run=fake_run)
+    monkeypatch.setattr(deletion.time, "sleep", lambda s: None)
+    ops = deletion.SystemOps(slurm=True, run=fake_run)
     alice = Person("alice", 20001, "alice@example.org")
     assert ops.stop([alice]) == {}
     assert ops.delete_associations([alice]) == {}
@@ -701,9 +701,9 @@ def test_system_ops_stop_thousands_with_a_few_commands(monkeypatch):
                 running.pop(job)
         return subprocess.CompletedProcess(argv, 0, out, "")
 
-    monkeypatch.setattr(retention.time, "sleep", lambda s: None)
+    monkeypatch.setattr(deletion.time, "sleep", lambda s: None)
     passwd = {u.name for u in users}
-    ops = retention.SystemOps(slurm=True, run=fake_run, local_passwd="/nonexistent")
+    ops = deletion.SystemOps(slurm=True, run=fake_run, local_passwd="/nonexistent")
     ops._local_names = lambda: passwd  # every account local: one usermod each (admins, non-directory)
     assert ops.stop(users) == {}
     kinds = [c[0] if c[0] != "getent" else f"getent {c[1]}" for c in calls if c[0] != "usermod"]
@@ -716,14 +716,14 @@ def test_system_ops_stop_thousands_with_a_few_commands(monkeypatch):
         *["pkill"] * 3,
     ]
     assert [c for c in calls if c[0] == "scancel"] == [["scancel", "7", "8"]]
-    assert max(len(c) for c in calls) <= retention.ARGS_PER_CALL + 5
+    assert max(len(c) for c in calls) <= deletion.ARGS_PER_CALL + 5
 
 
 def test_system_ops_names_users_whose_jobs_do_not_end(monkeypatch):
     users = people(3)
     clock = iter(range(0, 1000, 50))
-    monkeypatch.setattr(retention.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(retention.time, "sleep", lambda s: None)
+    monkeypatch.setattr(deletion.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(deletion.time, "sleep", lambda s: None)
 
     def fake_run(argv, **kwargs):
         out, err, rc = "", "", 0
@@ -733,7 +733,7 @@ def test_system_ops_names_users_whose_jobs_do_not_end(monkeypatch):
             err, rc = "scancel: error: Kill job error on job id 41: Access/permission denied", 1
         return subprocess.CompletedProcess(argv, rc, out, err)
 
-    ops = retention.SystemOps(slurm=True, run=fake_run, job_wait=120)
+    ops = deletion.SystemOps(slurm=True, run=fake_run, job_wait=120)
     errors = ops.stop(users)
     assert list(errors) == ["u0001"]
     assert errors["u0001"].startswith(
@@ -751,15 +751,15 @@ def test_system_ops_deletes_associations_one_by_one_when_the_bulk_delete_fails()
             return subprocess.CompletedProcess(argv, 1, "", "sacctmgr: error: u0001 has running jobs")
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    errors = retention.SystemOps(slurm=True, run=fake_run).delete_associations(users)
+    errors = deletion.SystemOps(slurm=True, run=fake_run).delete_associations(users)
     command = "sacctmgr --immediate delete user name=u0001"
     assert errors == {"u0001": f"{command} exited 1: sacctmgr: error: u0001 has running jobs"}
 
 
 def test_a_bulk_command_in_an_error_message_is_shortened():
     argv = ["pkill", "--signal", "KILL", "--uid", *[str(i) for i in range(600)]]
-    assert retention.shown(argv) == "pkill --signal KILL --uid 0 1 ... (598 more arguments)"
-    assert retention.shown(["getent", "passwd", "alice"]) == "getent passwd alice"
+    assert deletion.shown(argv) == "pkill --signal KILL --uid 0 1 ... (598 more arguments)"
+    assert deletion.shown(["getent", "passwd", "alice"]) == "getent passwd alice"
 
 
 # Configuration ---------------------------------------------------------------------------------------
@@ -881,6 +881,7 @@ def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_
         [
             "ailab",
             "ailab.ceph",
+            "ailab.deletion",
             "ailab.maintenance",
             "ailab.model",
             "ailab.mounts",
