@@ -11,7 +11,8 @@ operator runs on a full year of students, against issue 11's limits: ``ailab inv
 copy of the inventory with N users (one SSH key each), ``ailab users import`` of an N-row form into a copy
 with the inventory's own users, and the same import again (nothing to change).  On the simulated cluster
 (not with --only-users) it also converges N more users into it, then again with nothing to change, each
-against the no-op of the inventory as it is (:func:`users_converge_run`).
+against the no-op of the inventory as it is (:func:`users_converge_run`), and times the yearly deletion of
+those N students with 1 MB in each home (:func:`deletion_run`).
 """
 
 from __future__ import annotations
@@ -433,13 +434,74 @@ def users_run(source: Path, n: int, result: BenchResult) -> None:
 
 
 USERS_CONVERGE_LIMITS = {"added": 120.0, "no-op": 30.0}  # seconds over the inventory's own no-op, issue 11
+DELETION_LIMIT = 300.0  # seconds for the yearly deletion of 2,000 students, issue 11
+OPS_CONFIG = "/etc/ailab/ops.json"
+
+
+def deletion_config(deployed: dict, names: set[str], directory: str) -> dict:
+    """The deployed ops.json of the front-end, for ``names`` only, with its own state files in
+    ``directory`` (the cluster's own record, denied list and users stay as they are)."""
+    data = dict(deployed)
+    data["cluster"] = "bench"
+    data["users"] = [u for u in deployed["users"] if u["name"] in names]
+    for key, file in (
+        ("retention_state", "retention.json"),
+        ("maintenance_state", "maintenance.json"),
+        ("accounts_state", "managed-accounts.json"),  # absent: nobody looks removed from the inventory
+    ):
+        data[key] = f"{directory}/{file}"
+    if data.get("directory_state"):
+        data["directory_state"] = f"{directory}/directory-users.json"
+    data["manifest_dir"] = f"{directory}/manifests"
+    return data
+
+
+def deletion_run(inventory: Path, names: list[str], result: BenchResult) -> None:
+    """On the simulated cluster converged with ``names`` as students: 1 MB into each of their homes, the
+    last notice on 30 July, then the 1 August deletion timed, run on the front-end as the timer runs it,
+    with a configuration of the deployed one that lists only them (its own record and manifest)."""
+    import shlex
+
+    from simulator.api import Sim
+
+    sim = Sim(inventory)
+    fe = sim.cluster.frontends[0].name
+    home_root = sim.cluster.ceph.home_root
+    directory = "/root/ailab-bench-deletion"
+    deployed = json.loads(sim.exec(fe, f"cat {OPS_CONFIG}").stdout)
+    config = json.dumps(deletion_config(deployed, set(names), directory), indent=2)
+    sim.exec(fe, f"rm -rf {directory} && mkdir -p {directory} && cat > {directory}/ops.json", input=config)
+    fill = (
+        f"cd {shlex.quote(home_root)} && for u in {' '.join(names)}; do "
+        'head -c 1048576 /dev/urandom > "$u/bench.bin" && chown --reference="$u" "$u/bench.bin" || exit 1; '
+        "done"
+    )
+    timed(result, f"deletion {len(names)}: 1 MB into each home", lambda: sim.exec(fe, fill))
+    tool = f"/usr/local/sbin/ailab-retention --config {directory}/ops.json"
+    timed(
+        result,
+        f"deletion {len(names)}: notices of 30 July",
+        lambda: sim.exec(fe, f"{tool} --now 2026-07-30 run"),
+    )
+    name = f"deletion {len(names)}: yearly deletion of 1 August (1 MB homes)"
+    out = timed(result, name, lambda: sim.exec(fe, f"{tool} --now 2026-08-01 run")).stdout
+    deleted = out.count("\ndeleted ") + out.startswith("deleted ")
+    left = sim.exec(
+        fe, f"cd {shlex.quote(home_root)} && ls -d {' '.join(names)} 2>/dev/null | wc -l", check=False
+    )
+    sim.exec(fe, f"rm -rf {directory}", check=False)
+    verdict = "within" if result.seconds[name] <= DELETION_LIMIT else "OVER"
+    result.notes.append(
+        f"{name}: {deleted} deleted, {left.stdout.strip()} homes left, manifest first; {verdict} the "
+        f"{DELETION_LIMIT:.0f} s limit (issue 11)"
+    )
 
 
 def users_converge_run(source: Path, n: int, result: BenchResult) -> None:
     """On the running, converged simulated cluster of ``source``: site.yml with nothing to change, then with
     ``n`` more users (a scratch copy of the inventory: directory entries, homes with quotas, Slurm
-    associations), then again with nothing to change; then ``source`` again (the ``n`` users are locked
-    and their homes kept, as for any user removed from the inventory: ``make down`` clears them)."""
+    associations), then again with nothing to change; the yearly deletion of the ``n`` (their homes and
+    associations go); then ``source`` again (their directory entries go)."""
     import tempfile
 
     base = f"users {n}: no-op site.yml with the inventory's own users"
@@ -451,6 +513,7 @@ def users_converge_run(source: Path, n: int, result: BenchResult) -> None:
         timed(result, added, partial(converge_ok, bigger))
         noop = f"users {n}: no-op site.yml with {n} more users"
         timed(result, noop, partial(converge_ok, bigger))
+        deletion_run(bigger, [u["name"] for u in bench_users(n, "")], result)
     timed(result, f"users {n}: site.yml back to the inventory's own users", partial(converge_ok, source))
     for name, limit in ((added, USERS_CONVERGE_LIMITS["added"]), (noop, USERS_CONVERGE_LIMITS["no-op"])):
         extra = result.seconds[name] - result.seconds[base]

@@ -3,8 +3,10 @@ e-mail notices 2 months, 1 month, 14 days and 2 days before; users with an appro
 
 Runs on the front-end as ``ailab-retention`` (role ``retention``: a daily systemd timer), reading
 /etc/ailab/ops.json (rendered from the inventory) and keeping its state in /var/lib/ailab/retention.json.
-Standard library only, besides :mod:`ailab.model`, :mod:`ailab.ceph` (the mount unit's name) and
-:mod:`ailab.notices`, which are copied with it.
+Standard library only, besides :mod:`ailab.model`, :mod:`ailab.ceph` (the mount unit's name),
+:mod:`ailab.notices` and :mod:`ailab.deletion`, which are copied with it.  This module decides (schedule,
+plan, state, the deletion's order); :mod:`ailab.deletion` checks and carries out on the system (the home
+file system, homes and manifest, accounts, Slurm, the denied-users list).
 
 The operator's rules this tool implements (each is unit-tested):
 
@@ -50,30 +52,36 @@ The operator's rules this tool implements (each is unit-tested):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import pwd
-import shutil
 import socket
-import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from ailab.ceph import mount_unit_name
+from ailab.deletion import (
+    DeniedUsers,
+    HomeError,
+    Manifest,
+    Ops,
+    SystemOps,
+    checked_home,
+    checked_spool,
+    denied_file,
+    remove_home,
+    walk,
+)
 from ailab.model import DeletionPolicy
-from ailab.mounts import mount_type, probe_directory, read_mount_table
 from ailab.notices import (
     SENT,
     SUPERSEDED,
-    USERNAME_RE,
     Mail,
     Mailer,
     OpsConfig,
@@ -82,12 +90,10 @@ from ailab.notices import (
     Sendmail,
     StateFile,
     ToolError,
-    fsync_dir,
     load_ops_config,
     mail_body,
     parse_now,
     pick_notice,
-    write_atomic,
 )
 
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
@@ -329,57 +335,6 @@ def record_notice(state: dict[str, Any], year: int, user: str, key: str, status:
     _cycle(state, year)["notices"].setdefault(user, {})[key] = {"status": status, "on": on.isoformat()}
 
 
-# Users removed from the inventory --------------------------------------------------------------------
-# Role accounts locks a user that left ailab_users and keeps their home; it lists every account it manages
-# in its state file (managed-accounts.json).  Those listed there but not in ops.json are the removed users:
-# the tool reads them at every run (uid, full name and e-mail from the locked account's passwd entry, which
-# role accounts wrote from the inventory) and deletes their data in the next cycle like everyone's:
-# notices first, manifest first, the same rules.  Gone from passwd (already deleted): not a target.
-
-Passwd = Callable[[str], "tuple[int, str] | None"]  # name -> (uid, GECOS), None when there is no account
-
-
-def removed_people(listed: Sequence[str], managed: Sequence[str], passwd: Passwd) -> list[Person]:
-    """The users ``managed`` (role accounts' state) that the configuration no longer ``listed``."""
-    out = []
-    for name in sorted(set(managed) - set(listed)):
-        if not isinstance(name, str) or not USERNAME_RE.match(name):
-            continue
-        entry = passwd(name)
-        if entry is None or entry[0] < 1000:
-            continue
-        fields = entry[1].split(",")
-        email = fields[4].strip() if len(fields) > 4 and "@" in fields[4] else ""
-        out.append(Person(name, entry[0], email, full_name=fields[0].strip(), removed=True))
-    return out
-
-
-def read_managed(path: str) -> list[str]:
-    """Role accounts' state file: a JSON list of user names ([] when there is none)."""
-    if not path:
-        return []
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return []
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ToolError(
-            f"cannot read role accounts' state {path} ({exc}); nothing was done -- fix: restore it or "
-            "converge (site.yml, role accounts)"
-        ) from None
-    if not isinstance(data, list):
-        raise ToolError(f"{path} is not a JSON list of user names -- fix: converge (role accounts)")
-    return [n for n in data if isinstance(n, str)]
-
-
-def system_passwd(name: str) -> tuple[int, str] | None:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gecos
-
-
 def with_removed(config: OpsConfig, removed: Sequence[Person]) -> OpsConfig:
     """The configuration with the removed users as deletion targets too."""
     return dataclasses.replace(config, users=(*config.users, *removed))
@@ -466,338 +421,6 @@ def readmit(state: dict[str, Any], name: str, today: dt.date) -> Deleted:
     return deleted
 
 
-# Directory users refused at once ---------------------------------------------------------------------
-# A user from the directory has no local account here to lock: their entry goes with the next converge
-# (role directory reads the deletion record), which may be days later.  Until then the front-end refuses
-# them through PAM (role operations: pam_listfile in /etc/pam.d/sshd reads this list, next to the
-# record).  stop() adds a user before anything of theirs is deleted; readmit removes them.
-
-
-DENIED_FILE = "denied-users"
-
-
-def denied_file(config: OpsConfig) -> Path:
-    """The list PAM reads on the operations host: beside the deletion record."""
-    return Path(config.retention_state).with_name(DENIED_FILE)
-
-
-class DeniedUsers:
-    """One user name per line, written atomically (root only)."""
-
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-
-    def names(self) -> list[str]:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return []
-        return [line.strip() for line in text.splitlines() if line.strip()]
-
-    def _write(self, names: Sequence[str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, "".join(f"{n}\n" for n in sorted(set(names))).encode())
-
-    def add(self, name: str) -> None:
-        names = self.names()
-        if name not in names:
-            self._write([*names, name])
-
-    def remove(self, name: str) -> None:
-        names = self.names()
-        if name in names:
-            self._write([n for n in names if n != name])
-
-
-# Homes, manifest and deletion ------------------------------------------------------------------------
-
-
-class HomeError(Exception):
-    """A home or mail spool that is not what the tool may delete; stops that user's deletion."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    path: str
-    uid: int
-    bytes: int  # data bytes of regular files (CephFS reports a directory's recursive size: not counted)
-    kind: str  # file, dir, link, other
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
-
-
-def _entry(path: str, st: os.stat_result) -> Entry:
-    kind = _kind(st.st_mode)
-    return Entry(path, st.st_uid, st.st_size if kind == "file" else 0, kind)
-
-
-def checked_home(home_root: Path, name: str) -> Path | None:
-    """``<home_root>/<name>`` if it is a real directory, None if absent; HomeError otherwise.
-    ``home_root`` must already be resolved (realpath)."""
-    if not USERNAME_RE.match(name):
-        raise HomeError(f"{name!r} is not a valid user name; refusing to build a path from it")
-    home = home_root / name
-    try:
-        st = os.lstat(home)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        raise HomeError(
-            f"{home} is a symbolic link (to {os.readlink(home)}); links are never followed out of "
-            f"{home_root} -- fix: inspect it and remove it by hand"
-        )
-    if not stat.S_ISDIR(st.st_mode):
-        raise HomeError(f"{home} is not a directory -- fix: inspect it and remove it by hand")
-    return home
-
-
-def checked_spool(spool_dir: Path, name: str) -> Path | None:
-    spool = spool_dir / name
-    try:
-        st = os.lstat(spool)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        raise HomeError(f"mail spool {spool} is not a regular file -- fix: inspect it and remove it by hand")
-    return spool
-
-
-def walk(top: Path) -> Iterator[Entry]:
-    """Every entry under ``top`` (itself first), never following symbolic links or crossing mounts."""
-    st = os.lstat(top)
-    device = st.st_dev
-    yield _entry(str(top), st)
-    stack = [str(top)] if stat.S_ISDIR(st.st_mode) else []
-    while stack:
-        directory = stack.pop()
-        with os.scandir(directory) as entries:
-            for item in entries:
-                item_st = item.stat(follow_symlinks=False)
-                yield _entry(item.path, item_st)
-                if stat.S_ISDIR(item_st.st_mode):
-                    if item_st.st_dev != device:
-                        raise HomeError(f"{item.path} is a mount point inside {top}; refusing to cross it")
-                    stack.append(item.path)
-
-
-def remove_home(home_root: Path, home: Path) -> None:
-    """Delete one checked home.  Re-checks right before deleting: still a directory directly under the
-    (resolved) home root, not a link; rmtree must be the symlink-attack-safe implementation."""
-    if home.parent != home_root:
-        raise HomeError(f"{home} is not directly under {home_root}")
-    st = os.lstat(home)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise HomeError(f"{home} changed into something that is not a directory; not deleted")
-    if not shutil.rmtree.avoids_symlink_attacks:
-        raise ToolError("this platform's shutil.rmtree can follow symbolic links; refusing to delete homes")
-    shutil.rmtree(home)
-
-
-# The home file system ----------------------------------------------------------------------------------
-# Without CephFS on the home root every home looks absent: a run would delete accounts, associations and
-# mail and record the users as deleted while their data stays.  Every run that decides deletions first
-# proves the home root is a CephFS mount that answers.
-
-CEPHFS_TYPES = ("ceph", "fuse.ceph-fuse")
-
-
-def home_root_problem(mount_table: str, home_root: str) -> str | None:
-    """Why ``home_root`` is not a CephFS mount (what the mount table shows there), or None."""
-    fstype = mount_type(mount_table, home_root)
-    if fstype is None:
-        return "nothing is mounted there"
-    if fstype not in CEPHFS_TYPES:
-        return f"the file system mounted there is {fstype}, not CephFS ({' or '.join(CEPHFS_TYPES)})"
-    return None
-
-
-def refuse_home_root(home_root: str, why: str) -> ToolError:
-    return ToolError(
-        f"home_root {home_root} is not a mounted CephFS file system that answers: {why}; nothing was done "
-        f"(without it every home would look absent) -- fix: mount CephFS there (role cephfs_client: "
-        f"systemctl start {mount_unit_name(home_root)}; ailab-cephfs-check repairs a hung mount), "
-        "then run again"
-    )
-
-
-def check_home_root(
-    home_root: str,
-    mount_table: Callable[[], str] = read_mount_table,
-    probe: Callable[[str], str | None] = probe_directory,
-) -> None:
-    """Raise ToolError (nothing done yet) unless ``home_root`` is a CephFS mount point that answers."""
-    why = home_root_problem(mount_table(), home_root) or probe(home_root)
-    if why:
-        raise refuse_home_root(home_root, why)
-
-
-class Manifest:
-    """JSON lines, written to a temporary file and only renamed into place once complete and fsynced."""
-
-    def __init__(self, directory: Path, name: str):
-        self.directory = directory
-        self.final = directory / name
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(directory / f".{name}.partial", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise ToolError(
-                f"cannot create the deletion manifest in {directory}: {exc.strerror}; nothing was deleted "
-                "-- fix: make the manifest directory writable (and free space), then run again"
-            ) from None
-        self.partial = directory / f".{name}.partial"
-        self.handle: IO[str] = os.fdopen(fd, "w")
-        self.lines = 0
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self.handle.write(json.dumps(record, sort_keys=True) + "\n")
-        self.lines += 1
-
-    def commit(self) -> Path:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.partial, self.final)
-        fsync_dir(self.directory)
-        return self.final
-
-    def abort(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.partial.unlink()
-
-
-class Ops(Protocol):
-    """What deletion needs from the system besides files (Unix accounts, Slurm, the home mount)."""
-
-    def check_home_root(self, home_root: str) -> None: ...
-    def removed_users(self, config: OpsConfig) -> list[Person]: ...
-    def account(self, name: str) -> dict[str, str] | None: ...
-    def stop(self, user: Person) -> None: ...
-    def associations(self, user: Person) -> list[str]: ...
-    def delete_associations(self, user: Person) -> None: ...
-    def delete_account(self, user: Person) -> None: ...
-
-
-Runner = Callable[..., subprocess.CompletedProcess]
-
-
-class SystemOps:
-    """The real thing on the front-end: usermod/userdel, pkill, scancel/squeue, sacctmgr."""
-
-    def __init__(
-        self,
-        slurm: bool = True,
-        job_wait: float = 120,
-        run: Runner = subprocess.run,
-        mount_table: Callable[[], str] = read_mount_table,
-        probe: Callable[[str], str | None] = probe_directory,
-        passwd: Passwd = system_passwd,
-        directory: bool = False,
-        local_passwd: str = "/etc/passwd",
-        denied: DeniedUsers | None = None,
-    ):
-        self._passwd = passwd
-        # Users from the directory have no local account to lock or delete here (role directory locks
-        # and deletes their entries); local ones (the admins) still do.
-        self.directory = directory
-        self._local_passwd = local_passwd
-        self._denied = denied
-        self.slurm = slurm
-        self.job_wait = job_wait
-        self._run_fn = run
-        self._mount_table = mount_table
-        self._probe = probe
-
-    def check_home_root(self, home_root: str) -> None:
-        """The home root is a CephFS mount point and answers; ToolError (nothing done) otherwise."""
-        check_home_root(home_root, self._mount_table, self._probe)
-
-    def removed_users(self, config: OpsConfig) -> list[Person]:
-        """Users role accounts manages here that ops.json no longer lists (locked, homes kept)."""
-        managed = read_managed(config.accounts_state) + read_managed(config.directory_state)
-        return removed_people([u.name for u in config.users], managed, self._passwd)
-
-    def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
-        try:
-            result = self._run_fn(list(argv), capture_output=True, text=True, timeout=120, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolError(f"{' '.join(argv)}: {exc}") from None
-        if result.returncode not in ok:
-            raise ToolError(f"{' '.join(argv)} exited {result.returncode}: {(result.stderr or '').strip()}")
-        return result
-
-    def account(self, name: str) -> dict[str, str] | None:
-        passwd = self._run(["getent", "passwd", name], ok=(0, 2)).stdout.strip()
-        if not passwd:
-            return None
-        group = self._run(["getent", "group", name], ok=(0, 2)).stdout.strip()
-        return {"passwd": passwd, "group": group}
-
-    def _local(self, name: str) -> bool:
-        if not self.directory:
-            return True
-        try:
-            with open(self._local_passwd, encoding="utf-8") as fh:
-                return any(line.split(":", 1)[0] == name for line in fh)
-        except OSError:
-            return False
-
-    def stop(self, user: Person) -> None:
-        """Lock the account, cancel the user's jobs and end their processes on this node."""
-        if self.account(user.name) is not None:
-            if self._local(user.name):
-                self._run(["usermod", "--lock", "--expiredate", "1", user.name])
-            elif self._denied is not None:  # a directory user: refused at login until the entry goes
-                self._denied.add(user.name)
-        if self.slurm:
-            self._run(["scancel", f"--user={user.uid}"])
-            deadline = time.monotonic() + self.job_wait
-            while self._run(["squeue", "--noheader", f"--user={user.uid}", "--format=%i"]).stdout.strip():
-                if time.monotonic() > deadline:
-                    raise ToolError(f"jobs of {user.name} still run {self.job_wait:.0f}s after scancel")
-                time.sleep(2)
-        self._run(["pkill", "--signal", "KILL", "--uid", str(user.uid)], ok=(0, 1))
-
-    def associations(self, user: Person) -> list[str]:
-        if not self.slurm:
-            return []
-        out = self._run(
-            [
-                "sacctmgr",
-                "--noheader",
-                "--parsable2",
-                "show",
-                "associations",
-                f"users={user.name}",
-                "format=cluster,account,user,partition,qos",
-            ]
-        ).stdout
-        return [line for line in out.splitlines() if line.strip()]
-
-    def delete_associations(self, user: Person) -> None:
-        if self.slurm and self.associations(user):
-            self._run(["sacctmgr", "--immediate", "delete", "user", f"name={user.name}"])
-
-    def delete_account(self, user: Person) -> None:
-        if self.account(user.name) is None or not self._local(user.name):
-            return
-        self._run(["userdel", user.name])
-        # userdel removes the personal group (USERGROUPS_ENAB); a group left behind with no members goes too.
-        group = self._run(["getent", "group", user.name], ok=(0, 2)).stdout.strip()
-        if group and group.split(":")[-1] == "":
-            self._run(["groupdel", user.name])
-
-
 @dataclass
 class Target:
     due: DeletionDue
@@ -874,12 +497,19 @@ def delete_users(
             }
         )
         totals: dict[str, dict[str, int]] = {}
+        users = [t.due.user for t in targets]
+        try:
+            stop_errors = ops.stop(users)
+            accounts = ops.accounts([u.name for u in users])
+            associations = ops.associations(users)
+        except ToolError as exc:  # e.g. slurmctld or slurmdbd down: nobody is ready, all retried next run
+            stop_errors = {u.name: str(exc) for u in users}
+            accounts, associations = {}, {}
         for t in targets:
             user = t.due.user
             try:
-                ops.stop(user)
-                account = ops.account(user.name)
-                associations = ops.associations(user)
+                if user.name in stop_errors:
+                    raise ToolError(stop_errors[user.name])
                 entries = [e for p in (t.home, t.spool) if p for e in walk(p)]
             except (HomeError, ToolError, OSError) as exc:
                 failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
@@ -890,8 +520,8 @@ def delete_users(
                     "uid": user.uid,
                     "cycle": t.due.year,
                     "home": str(t.home) if t.home else None,
-                    "account": account,
-                    "slurm_associations": associations,
+                    "account": accounts.get(user.name),
+                    "slurm_associations": associations.get(user.name, []),
                 }
             )
             for e in entries:
@@ -917,28 +547,46 @@ def delete_users(
         ) from None
     out.write(f"manifest {path} ({manifest.lines} lines), fsynced before deleting\n")
 
+    emptied: list[Target] = []
     for t in ready:
-        user = t.due.user
         try:
             if t.home is not None:
                 remove_home(home_root, t.home)
             if t.spool is not None:
                 t.spool.unlink()
-            ops.delete_associations(user)
-            ops.delete_account(user)
-        except (HomeError, ToolError, OSError) as exc:
+        except (HomeError, OSError) as exc:
             failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
-            store.save(state)
+            continue
+        emptied.append(t)
+    try:
+        errors = ops.delete_associations([t.due.user for t in emptied])
+    except ToolError as exc:
+        errors = {t.due.user.name: str(exc) for t in emptied}
+    saved = time.monotonic()
+    for t in emptied:
+        user = t.due.user
+        try:
+            if user.name in errors:
+                raise ToolError(errors[user.name])
+            ops.delete_account(user)
+        except (ToolError, OSError) as exc:
+            failures += _fail(state, t.due, str(exc), today, out, dry_run=False)
             continue
         cycle = _cycle(state, t.due.year)
         cycle["deleted"][user.name] = {"on": today.isoformat(), "manifest": str(path)}
         cycle["failed"].pop(user.name, None)
-        store.save(state)
+        # The record is saved about once a second, not per user (thousands of rewrites of a large file):
+        # a run cut off in between finds those homes already gone and records them then (the manifest
+        # above has their contents either way).
+        if time.monotonic() - saved > 1:
+            store.save(state)
+            saved = time.monotonic()
         total = totals[user.name]
         out.write(
             f"deleted {user.name} (cycle {t.due.year}): {t.home or 'no home'}, {total['entries']} entries, "
             f"{total['bytes']} bytes, Unix account, Slurm associations\n"
         )
+    store.save(state)
     return failures
 
 

@@ -237,3 +237,84 @@ def test_removed_student_can_neither_log_in_nor_submit(sim, newcomer, converge, 
     owner = sim.exec(fe.name, f"stat -c %u {marker}").stdout.strip()
     assert owner == str(newcomer["uid"]) and sim.exec(fe.name, f"cat {marker}").stdout.strip() == "draft"
     assert converge(newcomer["playbook"]).changed == 0
+
+
+def without_group(group: dict, name: str) -> dict:
+    """A group of a YAML inventory (e.g. ``all``) without group ``name`` wherever it is nested."""
+    out = dict(group)
+    if isinstance(out.get("children"), dict):
+        out["children"] = {k: without_group(v or {}, name) for k, v in out["children"].items() if k != name}
+    return out
+
+
+def test_an_external_directory_is_read_with_the_vaulted_bind_password(
+    sim, directory, server, converge, tmp_path
+):
+    """``managed: false`` (the production case: the university's LDAP): the simulator's own slapd plays
+    the university's directory.  A copy of the inventory names it by URI, with SSSD's account as bind_dn,
+    the password in an ansible-vault file and the CA's certificate as ca_cert; role directory on one GPU
+    node then resolves the students through it, and the inventory's own settings come back after."""
+    node = sim.cluster.compute[-1].name
+    student = sorted(u for u, spec in sim.cluster.users.items() if not spec.admin)[0]
+    uid = sim.cluster.users[student].uid
+    secrets = Path(sim.cluster.secrets_dir)
+    password = (secrets / "directory" / "service.password").read_text().strip()
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY, inventory)
+    cluster_file = inventory / "group_vars" / "all" / "cluster.yml"
+    data = yaml.safe_load(cluster_file.read_text())
+    data["ailab_directory"] = {
+        "managed": False,
+        "uris": [f"ldaps://{server.address}"],
+        "base_dn": directory.base_dn,
+        "bind_dn": f"cn={directory.service_account},ou=services,{directory.base_dn}",
+        "bind_password": "{{ vault_ailab_directory_bind_password }}",
+        "ca_cert": str(secrets / "directory" / "ca.crt"),
+    }
+    cluster_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    hosts_file = inventory / "hosts.yml"  # not our server any more: group directory goes
+    hosts = yaml.safe_load(hosts_file.read_text())
+    hosts_file.write_text(yaml.safe_dump({"all": without_group(hosts["all"], "directory")}, sort_keys=False))
+    vault_pass = tmp_path / "vault-pass"
+    vault_pass.write_text("simulator-test-only\n")
+    vault_file = inventory / "group_vars" / "all" / "vault.yml"
+    vault_file.write_text(f"vault_ailab_directory_bind_password: {password}\n")
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "ansible-vault"),
+            "encrypt",
+            "--vault-password-file",
+            str(vault_pass),
+            str(vault_file),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    assert vault_file.read_text().startswith("$ANSIBLE_VAULT;"), "the password must be stored encrypted"
+    playbook = str(site_plays({"directory"}, "directory-external"))
+    forget = (
+        "systemctl stop sssd; rm -f /var/lib/sss/db/cache_* /var/lib/sss/mc/*; "
+        "systemctl reset-failed sssd; systemctl start sssd"
+    )
+    try:
+        result = converge(
+            playbook, "--limit", node, "--vault-password-file", str(vault_pass), inventory=inventory
+        )
+        assert result.ok, explain(result)
+        conf = sim.exec(node, "cat /etc/sssd/sssd.conf").stdout
+        assert "from the university directory" in conf
+        assert f"ldap_uri = ldaps://{server.address}\n" in conf
+        assert f"ldap_default_authtok = {password}\n" in conf
+        sim.exec(node, forget)
+        lookup = f"getent passwd {student}"
+        entry = wait_for(lookup, lambda: sim.exec(node, lookup, check=False).stdout, timeout=60)
+        assert entry.split(":")[2] == str(uid), entry
+        assert sim.exec(node, f"grep -c '^{student}:' /etc/passwd", check=False).stdout.strip() == "0"
+        keys = sim.exec(node, f"/usr/bin/sss_ssh_authorizedkeys {student}").stdout.split()
+        assert keys and keys[0].startswith("ssh-"), keys
+    finally:
+        restored = converge(playbook, "--limit", node)
+        sim.exec(node, forget, check=False)
+    assert restored.ok, explain(restored)
+    assert "from the cluster directory" in sim.exec(node, "cat /etc/sssd/sssd.conf").stdout

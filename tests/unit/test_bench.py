@@ -40,3 +40,30 @@ def test_users_counts_are_checked_before_anything_runs(capsys):
     with pytest.raises(SystemExit):
         main(["--only-users", "--users", "many"])
     assert "write a user count like 2000" in capsys.readouterr().err
+
+
+def test_the_deletion_bench_config_lists_only_its_users_with_its_own_state():
+    from ailab.bench import deletion_config
+
+    deployed = {
+        "cluster": "ailab-sim",
+        "users": [{"name": "alice"}, {"name": "bu00000"}, {"name": "bu00001"}],
+        "retention_state": "/var/lib/ailab/retention.json",
+        "maintenance_state": "/var/lib/ailab/maintenance.json",
+        "accounts_state": "/var/lib/ailab/managed-accounts.json",
+        "directory_state": "/var/lib/ailab/directory-users.json",
+        "manifest_dir": "/var/lib/ailab/manifests",
+        "home_root": "/ceph/home",
+    }
+    config = deletion_config(deployed, {"bu00000", "bu00001"}, "/root/d")
+    assert [u["name"] for u in config["users"]] == ["bu00000", "bu00001"]
+    assert {k: v for k, v in config.items() if k != "users"} == {
+        "cluster": "bench",
+        "retention_state": "/root/d/retention.json",
+        "maintenance_state": "/root/d/maintenance.json",
+        "accounts_state": "/root/d/managed-accounts.json",
+        "directory_state": "/root/d/directory-users.json",
+        "manifest_dir": "/root/d/manifests",
+        "home_root": "/ceph/home",
+    }
+    assert deployed["users"][0] == {"name": "alice"} and deployed["cluster"] == "ailab-sim"

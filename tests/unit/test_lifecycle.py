@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ailab import retention
+from ailab import deletion, retention
 from ailab.notices import StateFile, ToolError
 from tests.unit.test_retention import USERS as TOOL_USERS
 from tests.unit.test_retention import (
@@ -266,7 +266,7 @@ PASSWD = {
 
 
 def test_removed_people_come_from_the_accounts_state_and_passwd():
-    people = retention.removed_people(
+    people = deletion.removed_people(
         ["bob"], ["alice", "bob", "eve", "gone", "daemonish", "../x"], PASSWD.get
     )
     assert [(p.name, p.uid, p.email, p.full_name, p.removed) for p in people] == [
@@ -278,7 +278,7 @@ def test_removed_people_come_from_the_accounts_state_and_passwd():
 def test_system_ops_read_role_accounts_state(tmp_path):
     state = tmp_path / "managed-accounts.json"
     config = make_config(tmp_path, TOOL_USERS[1:2], accounts_state=str(state))  # bob only
-    ops = retention.SystemOps(passwd=PASSWD.get)
+    ops = deletion.SystemOps(passwd=PASSWD.get)
     assert ops.removed_users(config) == []  # no state file yet: nobody removed
     state.write_text(json.dumps(["alice", "bob"]))
     assert [p.name for p in ops.removed_users(config)] == ["alice"]
@@ -294,7 +294,7 @@ def test_a_user_removed_from_the_inventory_before_the_deletion_is_deleted_like_e
     config = make_config(tmp_path, TOOL_USERS[1:2], accounts_state=str(state))  # alice left in May
     make_homes(config, ["alice", "bob"])
     ops = FakeOps({"alice", "bob"})
-    ops.removed = retention.SystemOps(passwd=PASSWD.get).removed_users(config)
+    ops.removed = deletion.SystemOps(passwd=PASSWD.get).removed_users(config)
     mailer = FakeMailer()
     assert set(run_days(config, "2026-05-25", "2026-08-02", mailer, ops)) == {0}
     assert [(d, who, key) for d, who, key in sent_log(mailer) if who == "alice"] == [
@@ -313,7 +313,7 @@ def test_a_removed_user_without_an_e_mail_address_is_reported_not_deleted(tmp_pa
     config = make_config(tmp_path, TOOL_USERS[1:2])
     make_homes(config, ["eve"])
     ops = FakeOps({"eve"})
-    ops.removed = retention.removed_people(["bob"], ["eve"], PASSWD.get)
+    ops.removed = deletion.removed_people(["bob"], ["eve"], PASSWD.get)
     mailer = FakeMailer()
     run_days(config, "2026-06-01", "2026-08-02", mailer, ops)
     assert {who for _, who, _ in sent_log(mailer)} == {"bob"} and ops.deleted() == {"bob"}
@@ -334,7 +334,7 @@ def test_delete_removed_asks_for_yes_then_deletes_manifest_first(tmp_path, capsy
     config = make_config(tmp_path, TOOL_USERS[1:3])
     make_homes(config, ["alice"])
     ops = FakeOps({"alice"})
-    ops.removed = retention.removed_people(["bob", "carol"], ["alice", "bob", "carol"], PASSWD.get)
+    ops.removed = deletion.removed_people(["bob", "carol"], ["alice", "bob", "carol"], PASSWD.get)
     assert cli(tmp_path, ops, "delete-removed", "alice") == 2
     captured = capsys.readouterr()
     assert "would delete alice (cycle 2027)" in captured.out
@@ -362,7 +362,7 @@ def test_delete_removed_asks_for_yes_then_deletes_manifest_first(tmp_path, capsy
 )
 def test_delete_removed_refuses_users_in_the_inventory_or_unknown(tmp_path, capsys, name, message):
     ops = FakeOps({"alice", "bob", "carol"})
-    ops.removed = retention.removed_people(["bob", "carol"], ["alice", "bob", "carol"], PASSWD.get)
+    ops.removed = deletion.removed_people(["bob", "carol"], ["alice", "bob", "carol"], PASSWD.get)
     assert cli(tmp_path, ops, "delete-removed", name, "--yes") == 2
     assert message in capsys.readouterr().err
     assert ops.calls == []
@@ -370,7 +370,7 @@ def test_delete_removed_refuses_users_in_the_inventory_or_unknown(tmp_path, caps
 
 def test_delete_removed_refuses_without_cephfs(tmp_path):
     config = make_config(tmp_path, TOOL_USERS[1:2])
-    ops = retention.SystemOps(passwd=PASSWD.get, mount_table=lambda: "", run=lambda *a, **k: 1 / 0)
+    ops = deletion.SystemOps(passwd=PASSWD.get, mount_table=lambda: "", run=lambda *a, **k: 1 / 0)
     with pytest.raises(ToolError, match="is not a mounted CephFS file system"):
         retention.delete_removed(config, "alice", at("2026-11-02"), ops, yes=True)
     assert not Path(config.retention_state).exists()
@@ -385,7 +385,7 @@ def test_with_the_directory_removed_users_come_from_its_list_too(tmp_path):
     config = make_config(
         tmp_path, TOOL_USERS[1:2], accounts_state=str(accounts), directory_state=str(users)
     )  # bob only
-    assert [p.name for p in retention.SystemOps(passwd=PASSWD.get).removed_users(config)] == ["alice"]
+    assert [p.name for p in deletion.SystemOps(passwd=PASSWD.get).removed_users(config)] == ["alice"]
 
 
 @pytest.mark.parametrize(("local", "expect"), [(True, ["usermod", "userdel"]), (False, [])])
@@ -403,9 +403,9 @@ def test_with_the_directory_only_local_accounts_are_locked_and_deleted(tmp_path,
         out = "alice:x:20001:20001::/h:/bin/bash\n" if argv[:2] == ["getent", "passwd"] else ""
         return subprocess.CompletedProcess(argv, 0, out, "")
 
-    ops = retention.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd))
-    alice = next(p for p in retention.removed_people([], ["alice"], PASSWD.get))
-    ops.stop(alice)
+    ops = deletion.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd))
+    alice = next(p for p in deletion.removed_people([], ["alice"], PASSWD.get))
+    ops.stop([alice])
     ops.delete_account(alice)
     assert [c for c in calls if c in ("usermod", "userdel")] == expect
 
@@ -423,12 +423,12 @@ def test_stopping_a_directory_user_refuses_them_at_login_at_once(tmp_path, local
         out = "alice:x:20001:20001::/h:/bin/bash\n" if argv[:2] == ["getent", "passwd"] else ""
         return subprocess.CompletedProcess(argv, 0, out, "")
 
-    listed = retention.DeniedUsers(tmp_path / "state" / retention.DENIED_FILE)
+    listed = deletion.DeniedUsers(tmp_path / "state" / deletion.DENIED_FILE)
     listed.add("bob")
-    ops = retention.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd), denied=listed)
-    alice = next(p for p in retention.removed_people([], ["alice"], PASSWD.get))
-    ops.stop(alice)
-    ops.stop(alice)
+    ops = deletion.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd), denied=listed)
+    alice = next(p for p in deletion.removed_people([], ["alice"], PASSWD.get))
+    ops.stop([alice])
+    ops.stop([alice])
     assert listed.names() == sorted(["bob", *denied])
     assert listed.path.read_text() == "".join(f"{n}\n" for n in sorted(["bob", *denied]))
     assert listed.path.stat().st_mode & 0o777 == 0o600
@@ -443,7 +443,7 @@ def test_readmit_takes_the_user_off_the_denied_list(tmp_path):
     StateFile(tmp_path / "state" / "retention.json", retention.EMPTY_STATE).save(
         record({"bob": {2026: "2026-08-01"}})
     )
-    listed = retention.DeniedUsers(tmp_path / "state" / retention.DENIED_FILE)
+    listed = deletion.DeniedUsers(tmp_path / "state" / deletion.DENIED_FILE)
     listed.add("bob")
     listed.add("carol")
     argv = ["--config", str(config_file), "--now", "2026-09-10"]

@@ -11,12 +11,13 @@ import shutil
 import subprocess
 import sys
 import zoneinfo
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ailab import retention
+from ailab import deletion, retention
 from ailab.ceph import mount_unit_name
 from ailab.inventory import load_cluster
 from ailab.model import DeletionPolicy, NoticeOffset
@@ -143,7 +144,7 @@ class FakeMailer:
 
 class FakeOps:
     def __init__(self, accounts: set[str]):
-        self.accounts = set(accounts)
+        self.present = set(accounts)
         self.calls: list[tuple[str, str]] = []
         self.fail_associations: set[str] = set()
         self.home_checks: list[str] = []
@@ -155,27 +156,27 @@ class FakeOps:
     def removed_users(self, config: OpsConfig) -> list[Person]:
         return list(self.removed)
 
-    def account(self, name: str) -> dict[str, str] | None:
-        return (
-            {"passwd": f"{name}:x:1:1::/h/{name}:/bin/bash", "group": f"{name}:x:1:"}
-            if name in self.accounts
-            else None
-        )
+    def accounts(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {
+            name: {"passwd": f"{name}:x:1:1::/h/{name}:/bin/bash", "group": f"{name}:x:1:"}
+            for name in names
+            if name in self.present
+        }
 
-    def stop(self, user: Person) -> None:
-        self.calls.append(("stop", user.name))
+    def stop(self, users: Sequence[Person]) -> dict[str, str]:
+        self.calls += [("stop", u.name) for u in users]
+        return {}
 
-    def associations(self, user: Person) -> list[str]:
-        return [f"sim|course|{user.name}||normal"]
+    def associations(self, users: Sequence[Person]) -> dict[str, list[str]]:
+        return {u.name: [f"sim|course|{u.name}||normal"] for u in users}
 
-    def delete_associations(self, user: Person) -> None:
-        if user.name in self.fail_associations:
-            raise ToolError("sacctmgr: cannot reach slurmdbd")
-        self.calls.append(("delete_associations", user.name))
+    def delete_associations(self, users: Sequence[Person]) -> dict[str, str]:
+        self.calls += [("delete_associations", u.name) for u in users if u.name not in self.fail_associations]
+        return {u.name: "sacctmgr: cannot reach slurmdbd" for u in users if u.name in self.fail_associations}
 
     def delete_account(self, user: Person) -> None:
         self.calls.append(("delete_account", user.name))
-        self.accounts.discard(user.name)
+        self.present.discard(user.name)
 
     def deleted(self) -> set[str]:
         return {name for call, name in self.calls if call == "delete_account"}
@@ -420,7 +421,7 @@ def test_manifest_lists_every_path_with_owner_and_bytes_and_is_complete_before_d
         return real_rmtree(path, *args, **kwargs)
 
     checking_rmtree.avoids_symlink_attacks = True  # type: ignore[attr-defined]
-    monkeypatch.setattr(retention.shutil, "rmtree", checking_rmtree)
+    monkeypatch.setattr(deletion.shutil, "rmtree", checking_rmtree)
     ops = FakeOps({"alice", "bob"})
     assert retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO()) == 0
     (manifest,) = Path(config.manifest_dir).iterdir()
@@ -462,7 +463,7 @@ def test_a_failed_manifest_write_deletes_nothing(tmp_path, monkeypatch):
     def full_disk(self):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(retention.Manifest, "commit", full_disk)
+    monkeypatch.setattr(deletion.Manifest, "commit", full_disk)
     ops = FakeOps({"alice", "bob"})
     with pytest.raises(ToolError, match=r"No space left on device.*nothing was deleted"):
         retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
@@ -536,7 +537,7 @@ ceph-fuse /ceph/home fuse.ceph-fuse rw,nosuid,nodev,relatime,user_id=0 0 0
     ],
 )
 def test_mount_type_reads_the_mount_on_top_exactly_at_the_path(table, path, fstype):
-    assert retention.mount_type(table, path) == fstype
+    assert deletion.mount_type(table, path) == fstype
 
 
 @pytest.mark.parametrize(
@@ -552,7 +553,7 @@ def test_mount_type_reads_the_mount_on_top_exactly_at_the_path(table, path, fsty
     ],
 )
 def test_home_root_problem(table, problem):
-    assert retention.home_root_problem(table, "/ceph/home") == problem
+    assert deletion.home_root_problem(table, "/ceph/home") == problem
 
 
 @pytest.mark.parametrize(
@@ -561,15 +562,15 @@ def test_home_root_problem(table, problem):
 )
 def test_the_refusal_names_the_mount_unit_of_the_home_root(path, unit):
     assert mount_unit_name(path) == unit
-    assert f"systemctl start {unit};" in str(retention.refuse_home_root(path, "nothing is mounted there"))
+    assert f"systemctl start {unit};" in str(deletion.refuse_home_root(path, "nothing is mounted there"))
 
 
 def test_the_probe_answers_for_a_directory_and_refuses_when_it_is_slow_or_fails(tmp_path):
-    assert retention.probe_directory(str(tmp_path)) is None
-    gone = retention.probe_directory(str(tmp_path / "missing"))
+    assert deletion.probe_directory(str(tmp_path)) is None
+    gone = deletion.probe_directory(str(tmp_path / "missing"))
     assert gone is not None and "failed" in gone and "FileNotFoundError" in gone
     # A child that cannot answer in time (here: it cannot even start in 1 ms) is a hung mount.
-    slow = retention.probe_directory(str(tmp_path), timeout=0.001)
+    slow = deletion.probe_directory(str(tmp_path), timeout=0.001)
     assert slow == "a stat and listing of it did not answer within 0s (hung mount?)"
 
 
@@ -585,7 +586,7 @@ def test_without_the_cephfs_mount_a_run_changes_nothing(tmp_path):
         commands.append(argv)
         raise AssertionError(f"ran {argv}")
 
-    ops = retention.SystemOps(run=no_command, mount_table=lambda: "22 1 0:21 / / rw - overlay o rw\n")
+    ops = deletion.SystemOps(run=no_command, mount_table=lambda: "22 1 0:21 / / rw - overlay o rw\n")
     mailer = FakeMailer()
     for dry_run in (True, False):
         with pytest.raises(ToolError) as info:
@@ -604,7 +605,7 @@ def test_a_hung_home_mount_refuses_the_run(tmp_path):
     make_homes(config, ["alice"])
     notified(config, ["alice"])
     table = f"61 22 0:52 / {config.home_root} rw - fuse.ceph-fuse ceph-fuse rw\n"
-    ops = retention.SystemOps(mount_table=lambda: table, probe=lambda path: "did not answer within 20s")
+    ops = deletion.SystemOps(mount_table=lambda: table, probe=lambda path: "did not answer within 20s")
     with pytest.raises(ToolError, match="that answers: did not answer within 20s; nothing was done"):
         retention.run(config, at("2026-08-01"), FakeMailer(), ops, out=io.StringIO())
     assert (Path(config.home_root) / "alice" / "notes.txt").exists()
@@ -614,9 +615,9 @@ def test_a_cephfs_home_root_that_answers_passes_the_check(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     table = f"61 22 0:52 / {home} rw - ceph 10.0.0.1:6789:/home rw\n"
-    retention.check_home_root(str(home), lambda: table)  # the real probe: a stat and listing of it
+    deletion.check_home_root(str(home), lambda: table)  # the real probe: a stat and listing of it
     with pytest.raises(ToolError, match="not CephFS"):
-        retention.check_home_root(str(home), lambda: f"61 22 0:52 / {home} rw - tmpfs tmpfs rw\n")
+        deletion.check_home_root(str(home), lambda: f"61 22 0:52 / {home} rw - tmpfs tmpfs rw\n")
 
 
 def test_a_failed_step_is_retried_on_the_next_run(tmp_path):
@@ -636,7 +637,7 @@ def test_a_failed_step_is_retried_on_the_next_run(tmp_path):
 
 def test_system_ops_commands(monkeypatch):
     calls: list[list[str]] = []
-    squeue_answers = ["123\n", ""]
+    squeue_answers = ["123 20001\n", "123 20001\n", ""]
 
     def fake_run(argv, **kwargs):
         calls.append(argv)
@@ -654,31 +655,111 @@ def test_system_ops_commands(monkeypatch):
             rc = 1  # no processes
         return subprocess.CompletedProcess(argv, rc, out, "")
 
-    monkeypatch.setattr(retention.time, "sleep", lambda s: None)
-    ops = retention.SystemOps(slurm=True, run=fake_run)
+    monkeypatch.setattr(deletion.time, "sleep", lambda s: None)
+    ops = deletion.SystemOps(slurm=True, run=fake_run)
     alice = Person("alice", 20001, "alice@example.org")
-    ops.stop(alice)
-    ops.delete_associations(alice)
+    assert ops.stop([alice]) == {}
+    assert ops.delete_associations([alice]) == {}
     ops.delete_account(alice)
     commands = [c for c in calls if c[0] != "getent"]
+    squeue = ["squeue", "--noheader", "--all", "--user=20001", "--format=%i %U"]
+    show = ["sacctmgr", "--noheader", "--parsable2", "show", "associations", "users=alice"]
     assert commands == [
         ["usermod", "--lock", "--expiredate", "1", "alice"],
-        ["scancel", "--user=20001"],
-        ["squeue", "--noheader", "--user=20001", "--format=%i"],
-        ["squeue", "--noheader", "--user=20001", "--format=%i"],
+        squeue,
+        ["scancel", "123"],
+        squeue,
+        squeue,
         ["pkill", "--signal", "KILL", "--uid", "20001"],
-        [
-            "sacctmgr",
-            "--noheader",
-            "--parsable2",
-            "show",
-            "associations",
-            "users=alice",
-            "format=cluster,account,user,partition,qos",
-        ],
+        [*show, "format=cluster,account,user,partition,qos"],
         ["sacctmgr", "--immediate", "delete", "user", "name=alice"],
         ["userdel", "alice"],
     ]
+
+
+def people(n: int) -> list[Person]:
+    return [Person(f"u{i:04d}", 30000 + i, f"u{i:04d}@example.org") for i in range(n)]
+
+
+def test_system_ops_stop_thousands_with_a_few_commands(monkeypatch):
+    """The yearly deletion stops 2,000 students: one getent per database, squeue, scancel and pkill per
+    500 users (an argument may not exceed 128 KiB), not five commands per user."""
+    users = people(1200)
+    calls: list[list[str]] = []
+    running = {"7": 30003, "8": 30999}
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        out = ""
+        if argv[:2] == ["getent", "passwd"]:
+            out = "".join(f"{n}:x:1:1::/h:/bin/bash\n" for n in argv[2:])
+        elif argv[0] == "squeue":
+            uids = {int(u) for u in argv[3].removeprefix("--user=").split(",")}
+            out = "".join(f"{job} {uid}\n" for job, uid in running.items() if uid in uids)
+        elif argv[0] == "scancel":
+            for job in argv[1:]:
+                running.pop(job)
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+    monkeypatch.setattr(deletion.time, "sleep", lambda s: None)
+    passwd = {u.name for u in users}
+    ops = deletion.SystemOps(slurm=True, run=fake_run, local_passwd="/nonexistent")
+    ops._local_names = lambda: passwd  # every account local: one usermod each (admins, non-directory)
+    assert ops.stop(users) == {}
+    kinds = [c[0] if c[0] != "getent" else f"getent {c[1]}" for c in calls if c[0] != "usermod"]
+    assert kinds == [
+        *["getent passwd"] * 3,
+        *["getent group"] * 3,
+        *["squeue"] * 3,
+        "scancel",
+        "squeue",  # the wait: one call for the two uids that still had jobs
+        *["pkill"] * 3,
+    ]
+    assert [c for c in calls if c[0] == "scancel"] == [["scancel", "7", "8"]]
+    assert max(len(c) for c in calls) <= deletion.ARGS_PER_CALL + 5
+
+
+def test_system_ops_names_users_whose_jobs_do_not_end(monkeypatch):
+    users = people(3)
+    clock = iter(range(0, 1000, 50))
+    monkeypatch.setattr(deletion.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(deletion.time, "sleep", lambda s: None)
+
+    def fake_run(argv, **kwargs):
+        out, err, rc = "", "", 0
+        if argv[0] == "squeue":
+            out = "41 30001\n42 30001\n"
+        elif argv[0] == "scancel":
+            err, rc = "scancel: error: Kill job error on job id 41: Access/permission denied", 1
+        return subprocess.CompletedProcess(argv, rc, out, err)
+
+    ops = deletion.SystemOps(slurm=True, run=fake_run, job_wait=120)
+    errors = ops.stop(users)
+    assert list(errors) == ["u0001"]
+    assert errors["u0001"].startswith(
+        "jobs 41, 42 still run 120s after scancel; scancel said: scancel: error"
+    )
+
+
+def test_system_ops_deletes_associations_one_by_one_when_the_bulk_delete_fails():
+    users = people(3)
+
+    def fake_run(argv, **kwargs):
+        if "show" in argv:
+            return subprocess.CompletedProcess(argv, 0, "".join(f"c|a|{u.name}||normal\n" for u in users), "")
+        if "delete" in argv and "u0001" in argv[-1]:
+            return subprocess.CompletedProcess(argv, 1, "", "sacctmgr: error: u0001 has running jobs")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    errors = deletion.SystemOps(slurm=True, run=fake_run).delete_associations(users)
+    command = "sacctmgr --immediate delete user name=u0001"
+    assert errors == {"u0001": f"{command} exited 1: sacctmgr: error: u0001 has running jobs"}
+
+
+def test_a_bulk_command_in_an_error_message_is_shortened():
+    argv = ["pkill", "--signal", "KILL", "--uid", *[str(i) for i in range(600)]]
+    assert deletion.shown(argv) == "pkill --signal KILL --uid 0 1 ... (598 more arguments)"
+    assert deletion.shown(["getent", "passwd", "alice"]) == "getent passwd alice"
 
 
 # Configuration ---------------------------------------------------------------------------------------
@@ -800,6 +881,7 @@ def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_
         [
             "ailab",
             "ailab.ceph",
+            "ailab.deletion",
             "ailab.maintenance",
             "ailab.model",
             "ailab.mounts",

@@ -1,0 +1,1 @@
+../../../../ailab/deletion.py
