@@ -27,7 +27,6 @@ import email.utils
 import fcntl
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from ailab.model import DeletionPolicy, NoticeOffset
+from ailab.model import USERNAME_RE, DeletionPolicy, NoticeOffset
 
 if TYPE_CHECKING:
     from ailab.model import Cluster
@@ -297,8 +296,6 @@ class Sendmail:
 # Configuration ---------------------------------------------------------------------------------------
 # One JSON document on the front-end (/etc/ailab/ops.json), rendered by role `retention` from the model with
 # :func:`ops_config_data`, read by both tools with :func:`parse_ops_config`.
-
-USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # the same rule as ailab.validate
 
 
 @dataclass(frozen=True)
