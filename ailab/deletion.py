@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ailab.ceph import mount_unit_name
+from ailab.model import USERNAME_RE
 from ailab.mounts import mount_type, probe_directory, read_mount_table
-from ailab.notices import USERNAME_RE, OpsConfig, Person, ToolError, fsync_dir, write_atomic
+from ailab.notices import OpsConfig, Person, ToolError, fsync_dir, run_command, write_atomic
 
 # Users removed from the inventory --------------------------------------------------------------------
 # Role accounts locks a user that left ailab_users and keeps their home; it lists every account it manages
@@ -325,13 +326,6 @@ def chunks(items: Sequence[str], size: int = ARGS_PER_CALL) -> Iterator[Sequence
         yield items[i : i + size]
 
 
-def shown(argv: Sequence[str], most: int = 8) -> str:
-    """A command line for an error message, without the hundreds of names a bulk call carries."""
-    if len(argv) <= most:
-        return " ".join(argv)
-    return f"{' '.join(argv[: most - 2])} ... ({len(argv) - most + 2} more arguments)"
-
-
 def by_name(lines: str) -> dict[str, str]:
     """getent's answer for several keys: each line keyed by its first field."""
     return {line.split(":", 1)[0]: line for line in lines.splitlines() if line.strip()}
@@ -394,13 +388,7 @@ class SystemOps:
         return removed_people([u.name for u in config.users], managed, self._passwd)
 
     def _run(self, argv: Sequence[str], ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess:
-        try:
-            result = self._run_fn(list(argv), capture_output=True, text=True, timeout=120, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolError(f"{shown(argv)}: {exc}") from None
-        if result.returncode not in ok:
-            raise ToolError(f"{shown(argv)} exited {result.returncode}: {(result.stderr or '').strip()}")
-        return result
+        return run_command(self._run_fn, argv, ok=ok, timeout=120)
 
     def _getent(self, database: str, names: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}

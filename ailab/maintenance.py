@@ -53,6 +53,8 @@ from ailab.notices import (
     mail_body,
     parse_now,
     pick_notice,
+    run_command,
+    tool_main,
 )
 
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
@@ -286,16 +288,8 @@ class Slurm:
         self._run_fn = run
 
     def _run(self, argv: Sequence[str]) -> str:
-        try:
-            result = self._run_fn(list(argv), capture_output=True, text=True, timeout=60, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolError(f"{argv[0]}: {exc} -- fix: is this a Slurm client (role slurm_client)?") from None
-        if result.returncode != 0:
-            raise ToolError(
-                f"{shlex.join(argv)} exited {result.returncode}: {(result.stderr or result.stdout).strip()} "
-                "-- fix: check slurmctld (scontrol ping)"
-            )
-        return result.stdout
+        fix = "is this a Slurm client (role slurm_client), and does slurmctld answer (scontrol ping)?"
+        return run_command(self._run_fn, argv, timeout=60, fix=fix).stdout
 
     def windows(self) -> list[Window]:
         return parse_reservations(self._run(["scontrol", "-o", "show", "reservation"]))
@@ -512,24 +506,22 @@ def build_parser(prog: str = "ailab-maintenance") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, slurm: Slurm | None = None, mailer: Mailer | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config = load_ops_config(args.config)
-        now = parse_now(args.now, config.tz)
-        slurm = slurm or Slurm()
-        mailer = mailer or Sendmail(config.sendmail)
-        if args.cmd == "schedule":
-            start, end = window_from_args(args)
-            return schedule(
-                config, slurm, mailer, now, start, end, args.name, send_notices=not args.no_notify
-            )
-        if args.cmd == "cancel":
-            return cancel(config, slurm, mailer, now, args.name, send_notices=not args.no_notify)
-        if args.cmd == "list":
-            return list_windows(config, slurm, now, as_json=args.json, out=sys.stdout)
-        return notify(config, slurm, mailer, now, dry_run=args.dry_run)
-    except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return tool_main(lambda: _main(args, slurm, mailer))
+
+
+def _main(args: argparse.Namespace, slurm: Slurm | None, mailer: Mailer | None) -> int:
+    config = load_ops_config(args.config)
+    now = parse_now(args.now, config.tz)
+    slurm = slurm or Slurm()
+    mailer = mailer or Sendmail(config.sendmail)
+    if args.cmd == "schedule":
+        start, end = window_from_args(args)
+        return schedule(config, slurm, mailer, now, start, end, args.name, send_notices=not args.no_notify)
+    if args.cmd == "cancel":
+        return cancel(config, slurm, mailer, now, args.name, send_notices=not args.no_notify)
+    if args.cmd == "list":
+        return list_windows(config, slurm, now, as_json=args.json, out=sys.stdout)
+    return notify(config, slurm, mailer, now, dry_run=args.dry_run)
 
 
 # `ailab maintenance ...` on the operator's machine: the same tool, run on the front-end via Ansible -------
@@ -609,11 +601,7 @@ def _cmd_remote(args: argparse.Namespace) -> int:
             argv.append("--no-notify")
     elif args.maintenance_cmd == "list" and args.json:
         argv.append("--json")
-    try:
-        return run_remote(args.inventory, argv)
-    except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return tool_main(lambda: run_remote(args.inventory, argv))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

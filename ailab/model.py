@@ -8,6 +8,7 @@ these types.  They are built from an Ansible inventory by :mod:`ailab.inventory`
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 # Inventory group names with a fixed meaning.
@@ -18,6 +19,8 @@ GROUP_CEPH = "ceph"
 GROUP_MONITORING = "monitoring"
 GROUP_DIRECTORY = "directory"
 ROLE_GROUPS = (GROUP_FRONTEND, GROUP_CONTROLLER, GROUP_COMPUTE, GROUP_CEPH)
+# A user name: what `ailab inventory check` accepts and what the node-side tools trust (one rule for both).
+USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def parse_duration(text: str) -> int:

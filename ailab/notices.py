@@ -27,17 +27,18 @@ import email.utils
 import fcntl
 import json
 import os
-import re
+import shlex
 import subprocess
+import sys
 import tempfile
 import textwrap
 import zoneinfo
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from ailab.model import DeletionPolicy, NoticeOffset
+from ailab.model import USERNAME_RE, DeletionPolicy, NoticeOffset
 
 if TYPE_CHECKING:
     from ailab.model import Cluster
@@ -51,6 +52,45 @@ class ToolError(Exception):
     """A problem the operator must fix; the message names the field or file and the fix."""
 
     exit_code = 2
+
+
+def shown(argv: Sequence[str], most: int = 8) -> str:
+    """A command line for an error message, without the hundreds of names a bulk call carries."""
+    if len(argv) <= most:
+        return shlex.join(argv)
+    return f"{shlex.join(argv[: most - 2])} ... ({len(argv) - most + 2} more arguments)"
+
+
+def run_command(
+    run: Callable[..., subprocess.CompletedProcess],
+    argv: Sequence[str],
+    *,
+    ok: Sequence[int] = (0,),
+    timeout: float = 120,
+    fix: str = "",
+) -> subprocess.CompletedProcess:
+    """Run a system command for a tool (``run`` is subprocess.run, or a test's stand-in).  That it cannot
+    start, times out or exits with a code not in ``ok`` is a ToolError naming the command, what it said
+    and, when given, the ``fix``."""
+    hint = f" -- fix: {fix}" if fix else ""
+    try:
+        result = run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolError(f"{shown(argv)}: {exc}{hint}") from None
+    if result.returncode not in ok:
+        said = (result.stderr or result.stdout or "").strip()
+        raise ToolError(f"{shown(argv)} exited {result.returncode}: {said}{hint}")
+    return result
+
+
+def tool_main(body: Callable[[], int]) -> int:
+    """A node-side command's ``main``: ``body``'s exit code, or a ToolError printed as one ``error:`` line
+    (the message names the fix) and its exit code."""
+    try:
+        return body()
+    except ToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 @dataclass(frozen=True)
@@ -256,8 +296,6 @@ class Sendmail:
 # Configuration ---------------------------------------------------------------------------------------
 # One JSON document on the front-end (/etc/ailab/ops.json), rendered by role `retention` from the model with
 # :func:`ops_config_data`, read by both tools with :func:`parse_ops_config`.
-
-USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # the same rule as ailab.validate
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from typing import Any
 
 import yaml
 
-from ailab.model import Cluster, User
+from ailab.model import USERNAME_RE, Cluster, User
 from ailab.problems import Problem
-from ailab.validate import EMAIL_RE, GECOS_BAD, USERNAME_RE, _id_problem
+from ailab.validate import EMAIL_RE, GECOS_BAD, _id_problem
 
 REQUIRED_COLUMNS = ("username", "full_name", "email", "project")
 OPTIONAL_COLUMNS = ("supervisor", "extension_until")

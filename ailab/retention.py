@@ -94,6 +94,7 @@ from ailab.notices import (
     mail_body,
     parse_now,
     pick_notice,
+    tool_main,
 )
 
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
@@ -723,45 +724,45 @@ def main(argv: Sequence[str] | None = None, ops: Ops | None = None) -> int:
     removed_p.add_argument("name")
     removed_p.add_argument("--yes", action="store_true", help="really delete (without: show what would go)")
     args = parser.parse_args(argv)
-    try:
-        config = load_ops_config(args.config)
-        now = parse_now(args.now, config.tz)
-        if args.cmd == "schedule":
-            year = args.year if args.year is not None else cycle_year(config.deletion, now.date())
-            if not 1 <= year <= 9998:
-                raise ToolError(f"--year {year} is not a year -- fix: e.g. --year 2027")
-            sys.stdout.write(format_schedule(schedule_for(config.deletion, year), config.cluster))
-            return 0
-        if args.cmd == "readmit":
-            store = StateFile(config.retention_state, EMPTY_STATE)
-            with store.locked():
-                state = store.load()
-                gone = readmit(state, args.name, now.date())
-                store.save(state)
-                DeniedUsers(denied_file(config)).remove(gone.name)
-            print(
-                f"readmitted {gone.name} (deleted {gone.on}, cycle {gone.cycle}; the manifest stays): "
-                "the next converge creates the account, an empty home and the Slurm association again while "
-                "ailab_users lists them"
-            )
-            return 0
-        ops = ops or SystemOps(
-            slurm=config.slurm,
-            directory=bool(config.directory_state),
-            denied=DeniedUsers(denied_file(config)) if config.directory_state else None,
+    return tool_main(lambda: _main(args, ops))
+
+
+def _main(args: argparse.Namespace, ops: Ops | None) -> int:
+    config = load_ops_config(args.config)
+    now = parse_now(args.now, config.tz)
+    if args.cmd == "schedule":
+        year = args.year if args.year is not None else cycle_year(config.deletion, now.date())
+        if not 1 <= year <= 9998:
+            raise ToolError(f"--year {year} is not a year -- fix: e.g. --year 2027")
+        sys.stdout.write(format_schedule(schedule_for(config.deletion, year), config.cluster))
+        return 0
+    if args.cmd == "readmit":
+        store = StateFile(config.retention_state, EMPTY_STATE)
+        with store.locked():
+            state = store.load()
+            gone = readmit(state, args.name, now.date())
+            store.save(state)
+            DeniedUsers(denied_file(config)).remove(gone.name)
+        print(
+            f"readmitted {gone.name} (deleted {gone.on}, cycle {gone.cycle}; the manifest stays): "
+            "the next converge creates the account, an empty home and the Slurm association again while "
+            "ailab_users lists them"
         )
-        if args.cmd == "status":
-            ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
-            config = with_removed(config, ops.removed_users(config))
-            state = StateFile(config.retention_state, EMPTY_STATE).load()
-            sys.stdout.write(format_status(make_plan(config, state, now.date())))
-            return 0
-        if args.cmd == "delete-removed":
-            return delete_removed(config, args.name, now, ops, yes=args.yes)
-        return run(config, now, Sendmail(config.sendmail), ops, dry_run=args.dry_run)
-    except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return 0
+    ops = ops or SystemOps(
+        slurm=config.slurm,
+        directory=bool(config.directory_state),
+        denied=DeniedUsers(denied_file(config)) if config.directory_state else None,
+    )
+    if args.cmd == "status":
+        ops.check_home_root(config.home_root)  # status names who is due: it must see the homes
+        config = with_removed(config, ops.removed_users(config))
+        state = StateFile(config.retention_state, EMPTY_STATE).load()
+        sys.stdout.write(format_status(make_plan(config, state, now.date())))
+        return 0
+    if args.cmd == "delete-removed":
+        return delete_removed(config, args.name, now, ops, yes=args.yes)
+    return run(config, now, Sendmail(config.sendmail), ops, dry_run=args.dry_run)
 
 
 # `ailab retention ...` on the operator's machine ------------------------------------------------------

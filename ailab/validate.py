@@ -20,6 +20,7 @@ from ailab.model import (
     GROUP_DIRECTORY,
     GROUP_FRONTEND,
     ROLE_GROUPS,
+    USERNAME_RE,
     Cluster,
     Host,
     User,
@@ -31,7 +32,6 @@ from ailab.slurm_keys import CGROUP_CONF_KEYS, SLURM_CONF_KEYS
 from ailab.sshkeys import key_problem
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # An address that fits everywhere it goes: the GECOS field (no ',' or ':'), mail headers (no spaces, quotes
 # or angle brackets) and Postfix aliases.  Local part: RFC 5322's atom characters and dots.
 EMAIL_RE = re.compile(

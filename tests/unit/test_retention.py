@@ -757,9 +757,62 @@ def test_system_ops_deletes_associations_one_by_one_when_the_bulk_delete_fails()
 
 
 def test_a_bulk_command_in_an_error_message_is_shortened():
+    from ailab.notices import shown
+
     argv = ["pkill", "--signal", "KILL", "--uid", *[str(i) for i in range(600)]]
-    assert deletion.shown(argv) == "pkill --signal KILL --uid 0 1 ... (598 more arguments)"
-    assert deletion.shown(["getent", "passwd", "alice"]) == "getent passwd alice"
+    assert shown(argv) == "pkill --signal KILL --uid 0 1 ... (598 more arguments)"
+    assert shown(["getent", "passwd", "alice"]) == "getent passwd alice"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "ok", "message"),
+    [
+        (subprocess.CompletedProcess([], 0, "out", ""), (0,), None),
+        (subprocess.CompletedProcess([], 2, "", ""), (0, 2), None),
+        (
+            subprocess.CompletedProcess([], 1, "", "no such job\n"),
+            (0,),
+            "scancel 7 exited 1: no such job -- fix: F",
+        ),
+        (
+            subprocess.CompletedProcess([], 1, "said on stdout", ""),
+            (0,),
+            "scancel 7 exited 1: said on stdout",
+        ),
+        (FileNotFoundError(2, "No such file or directory"), (0,), "scancel 7: [Errno 2] No such file"),
+        (subprocess.TimeoutExpired(["scancel"], 5), (0,), "scancel 7: Command '['scancel']' timed out"),
+    ],
+)
+def test_run_command_names_the_command_what_it_said_and_the_fix(outcome, ok, message):
+    from ailab.notices import run_command
+
+    def run(argv, **kwargs):
+        assert kwargs == {"capture_output": True, "text": True, "timeout": 5, "check": False}
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    if message is None:
+        assert run_command(run, ["scancel", "7"], ok=ok, timeout=5) is outcome
+    else:
+        with pytest.raises(ToolError) as err:
+            run_command(run, ["scancel", "7"], ok=ok, timeout=5, fix="F")
+        assert str(err.value).startswith(message) and str(err.value).endswith(" -- fix: F")
+
+
+def test_tool_main_prints_a_tool_error_as_one_line_and_returns_its_code(capsys):
+    from ailab.notices import tool_main
+
+    def fails() -> int:
+        raise ToolError(said)
+
+    said = "ops.json: users[0].email: 'x' has no domain -- fix: write the whole address"
+    assert tool_main(lambda: 0) == 0
+    assert tool_main(fails) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: ops.json: users[0].email: 'x' has no domain -- fix: write the whole address\n"
+    )
 
 
 # Configuration ---------------------------------------------------------------------------------------
