@@ -17,7 +17,11 @@ Which module holds what (the README's layout table has the rest of the repositor
   (slurm.conf and friends; Slurm's paths, ports and database name as constants, ``ailab_layout`` for the
   roles; job_submit.lua is ``templates/job_submit.lua``), :mod:`ailab.monitoring`, :mod:`ailab.frontend`,
   :mod:`ailab.containers`, :mod:`ailab.directory`, :mod:`ailab.backup`, :mod:`ailab.ceph`.
-- Operations (rules 1 and 8): :mod:`ailab.retention`, :mod:`ailab.maintenance`, :mod:`ailab.notices`.
+- Operations (rules 1 and 8), copied onto the front-end by role operations (standard library only):
+  :mod:`ailab.retention` decides the yearly deletion (schedule, plan, state, order) and
+  :mod:`ailab.deletion` carries it out on the system (home file system, homes and manifest, accounts,
+  Slurm, the denied-users list); :mod:`ailab.maintenance` the maintenance windows; :mod:`ailab.notices` is
+  their runtime (configuration, state files, mail, ``run_command``, ``tool_main``).
 - Node-side scripts, standard library only: :mod:`ailab.nodetools` (roles copy them onto the nodes);
   :mod:`ailab.mounts` reads the mount table for the tools that must not touch a hanging mount.
 - The command line: :mod:`ailab.cli` dispatches the sub-commands :mod:`ailab.registry` lists
