@@ -117,9 +117,6 @@ class DeniedUsers:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, "".join(f"{n}\n" for n in sorted(set(names))).encode())
 
-    def add(self, name: str) -> None:
-        self.add_all([name])
-
     def add_all(self, names: Sequence[str]) -> None:
         """Add every name in one write (the yearly deletion stops thousands at once)."""
         listed = self.names()
@@ -416,7 +413,7 @@ class SystemOps:
         """Lock the accounts, cancel the users' jobs and end their processes on this node."""
         errors: dict[str, str] = {}
         local = self._local_names()
-        present = self.accounts([u.name for u in users])
+        present = self._getent("passwd", [u.name for u in users])  # who has an account (no group needed)
         refused = []
         for user in users:
             if user.name not in present:
@@ -499,7 +496,9 @@ class SystemOps:
 
     def delete_account(self, user: Person) -> None:
         local = self._local_names()
-        if user.name not in self.accounts([user.name]) or (local is not None and user.name not in local):
+        if local is not None and user.name not in local:
+            return  # a directory user: no local account (role directory deletes the entry)
+        if not self._getent("passwd", [user.name]):
             return
         self._run(["userdel", user.name])
         # userdel removes the personal group (USERGROUPS_ENAB); a group left behind with no members goes too.

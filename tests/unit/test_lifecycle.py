@@ -424,7 +424,7 @@ def test_stopping_a_directory_user_refuses_them_at_login_at_once(tmp_path, local
         return subprocess.CompletedProcess(argv, 0, out, "")
 
     listed = deletion.DeniedUsers(tmp_path / "state" / deletion.DENIED_FILE)
-    listed.add("bob")
+    listed.add_all(["bob"])
     ops = deletion.SystemOps(slurm=False, run=run, directory=True, local_passwd=str(passwd), denied=listed)
     alice = next(p for p in deletion.removed_people([], ["alice"], PASSWD.get))
     ops.stop([alice])
@@ -444,8 +444,8 @@ def test_readmit_takes_the_user_off_the_denied_list(tmp_path):
         record({"bob": {2026: "2026-08-01"}})
     )
     listed = deletion.DeniedUsers(tmp_path / "state" / deletion.DENIED_FILE)
-    listed.add("bob")
-    listed.add("carol")
+    listed.add_all(["bob"])
+    listed.add_all(["carol"])
     argv = ["--config", str(config_file), "--now", "2026-09-10"]
     assert retention.main([*argv, "readmit", "bob"], ops=FakeOps(set())) == 0
     assert listed.names() == ["carol"]
