@@ -438,16 +438,20 @@ DELETION_LIMIT = 300.0  # seconds for the yearly deletion of 2,000 students, iss
 OPS_CONFIG = "/etc/ailab/ops.json"
 
 
-def deletion_config(deployed: dict, names: set[str], directory: str) -> dict:
-    """The deployed ops.json of the front-end, for ``names`` only, with its own state files in
-    ``directory`` (the cluster's own record, denied list and users stay as they are)."""
+def scratch_ops_config(deployed: dict, directory: str, cluster: str, names: set[str] | None = None) -> dict:
+    """The front-end's deployed ops.json as a run outside the timers uses it (this bench, the integration
+    tests): its own state files and manifests in ``directory``, its own ``cluster`` name (every mail
+    subject starts with it), and only the users in ``names`` (all when None).  Role accounts' and role
+    directory's state files point into ``directory`` too, where they are absent: with the real ones every
+    user the copy does not list would look removed from the inventory and become a deletion target."""
     data = dict(deployed)
-    data["cluster"] = "bench"
-    data["users"] = [u for u in deployed["users"] if u["name"] in names]
+    data["cluster"] = cluster
+    if names is not None:
+        data["users"] = [u for u in deployed["users"] if u["name"] in names]
     for key, file in (
         ("retention_state", "retention.json"),
         ("maintenance_state", "maintenance.json"),
-        ("accounts_state", "managed-accounts.json"),  # absent: nobody looks removed from the inventory
+        ("accounts_state", "managed-accounts.json"),
     ):
         data[key] = f"{directory}/{file}"
     if data.get("directory_state"):
@@ -469,7 +473,7 @@ def deletion_run(inventory: Path, names: list[str], result: BenchResult) -> None
     home_root = sim.cluster.ceph.home_root
     directory = "/root/ailab-bench-deletion"
     deployed = json.loads(sim.exec(fe, f"cat {OPS_CONFIG}").stdout)
-    config = json.dumps(deletion_config(deployed, set(names), directory), indent=2)
+    config = json.dumps(scratch_ops_config(deployed, directory, "bench", set(names)), indent=2)
     sim.exec(fe, f"rm -rf {directory} && mkdir -p {directory} && cat > {directory}/ops.json", input=config)
     fill = (
         f"cd {shlex.quote(home_root)} && for u in {' '.join(names)}; do "

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ailab.bench import scratch_ops_config
+
 TOOLS_CONFIG = "/etc/ailab/ops.json"
 
 
@@ -96,16 +98,8 @@ def tool_run(sim, node: str, change: Callable[[dict[str, Any]], None] | None = N
     cluster name; ``change`` may edit it further (users, manifest directory)."""
     tag = uuid.uuid4().hex[:8]
     directory = f"/root/ailab-test-{tag}"
-    data = json.loads(sim.exec(node, f"cat {TOOLS_CONFIG}").stdout)
-    data["cluster"] = f"test-{tag}"
-    data["retention_state"] = f"{directory}/retention.json"
-    data["maintenance_state"] = f"{directory}/maintenance.json"
-    data["manifest_dir"] = f"{directory}/manifests"
-    # A test config lists only its own users: with the real accounts state every inventory user would look
-    # removed from the inventory and become a deletion target.  An absent file: nobody removed.
-    data["accounts_state"] = f"{directory}/managed-accounts.json"
-    if data.get("directory_state"):  # the same for role directory's list of the directory's users
-        data["directory_state"] = f"{directory}/directory-users.json"
+    deployed = json.loads(sim.exec(node, f"cat {TOOLS_CONFIG}").stdout)
+    data = scratch_ops_config(deployed, directory, f"test-{tag}")
     if change:
         change(data)
     sim.exec(node, f"mkdir -p {directory} && cat > {directory}/ops.json", input=json.dumps(data, indent=2))

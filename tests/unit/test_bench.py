@@ -43,7 +43,7 @@ def test_users_counts_are_checked_before_anything_runs(capsys):
 
 
 def test_the_deletion_bench_config_lists_only_its_users_with_its_own_state():
-    from ailab.bench import deletion_config
+    from ailab.bench import scratch_ops_config
 
     deployed = {
         "cluster": "ailab-sim",
@@ -55,7 +55,7 @@ def test_the_deletion_bench_config_lists_only_its_users_with_its_own_state():
         "manifest_dir": "/var/lib/ailab/manifests",
         "home_root": "/ceph/home",
     }
-    config = deletion_config(deployed, {"bu00000", "bu00001"}, "/root/d")
+    config = scratch_ops_config(deployed, "/root/d", "bench", {"bu00000", "bu00001"})
     assert [u["name"] for u in config["users"]] == ["bu00000", "bu00001"]
     assert {k: v for k, v in config.items() if k != "users"} == {
         "cluster": "bench",
@@ -67,3 +67,4 @@ def test_the_deletion_bench_config_lists_only_its_users_with_its_own_state():
         "home_root": "/ceph/home",
     }
     assert deployed["users"][0] == {"name": "alice"} and deployed["cluster"] == "ailab-sim"
+    assert scratch_ops_config(deployed, "/root/d", "test-1")["users"] == deployed["users"]
