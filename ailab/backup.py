@@ -54,7 +54,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ailab.mounts import containing_mount, probe_directory, read_mount_table
-from ailab.notices import ToolError, atomic_file, fsync_dir, read_json_config
+from ailab.runtime import ToolError, atomic_file, fsync_dir, read_json_config
 
 if TYPE_CHECKING:  # the node-side copy does not need the model: config_data runs on the controller
     from ailab.model import Cluster

@@ -32,7 +32,8 @@ from typing import IO, Any, Protocol
 from ailab.ceph import mount_unit_name
 from ailab.model import USERNAME_RE
 from ailab.mounts import mount_type, probe_directory, read_mount_table
-from ailab.notices import OpsConfig, Person, ToolError, fsync_dir, run_command, write_atomic
+from ailab.opsconfig import OpsConfig, Person
+from ailab.runtime import ToolError, fsync_dir, run_command, write_atomic
 
 # Users removed from the inventory --------------------------------------------------------------------
 # Role accounts locks a user that left ailab_users and keeps their home; it lists every account it manages

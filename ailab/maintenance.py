@@ -29,33 +29,17 @@ import datetime as dt
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
-from ailab.notices import (
-    SENT,
-    SUPERSEDED,
-    Mail,
-    Mailer,
-    OpsConfig,
-    Person,
-    ScheduledNotice,
-    Sendmail,
-    StateFile,
-    ToolError,
-    load_ops_config,
-    mail_body,
-    parse_now,
-    pick_notice,
-    run_command,
-    tool_main,
-)
+from ailab.mail import Mail, Mailer, Sendmail, mail_body
+from ailab.notices import SENT, SUPERSEDED, ScheduledNotice, pick_notice
+from ailab.opsconfig import OpsConfig, Person, load_ops_config
+from ailab.reservations import Window, parse_reservations
+from ailab.runtime import StateFile, ToolError, parse_now, run_command, tool_main
 
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
 STATE_VERSION = 1
@@ -68,27 +52,6 @@ SLURM_TIME = "%Y-%m-%dT%H:%M:%S"
 PRUNE_AFTER = dt.timedelta(days=400)
 
 
-@dataclass(frozen=True)
-class Window:
-    """A maintenance window: one MAINT reservation.  Times are naive, in the cluster's local time."""
-
-    name: str
-    start: dt.datetime
-    end: dt.datetime
-    nodes: str = "ALL"
-    flags: tuple[str, ...] = ("MAINT", "IGNORE_JOBS")
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}@{self.start:%Y-%m-%dT%H:%M}"
-
-    @property
-    def span(self) -> str:
-        if self.start.date() == self.end.date():
-            return f"{self.start:%A %-d %B %Y}, {self.start:%H:%M}-{self.end:%H:%M}"
-        return f"{self.start:%A %-d %B %Y %H:%M} - {self.end:%A %-d %B %Y %H:%M}"
-
-
 # Pure functions --------------------------------------------------------------------------------------
 
 
@@ -99,28 +62,6 @@ def window_for_day(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def reservation_name(start: dt.datetime) -> str:
     return f"maint-{start:%Y%m%d-%H%M}"
-
-
-def parse_reservations(text: str) -> list[Window]:
-    """MAINT reservations from ``scontrol -o show reservation`` (one reservation per line), by start."""
-    windows = []
-    for line in text.splitlines():
-        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-        flags = tuple(f for f in fields.get("Flags", "").upper().split(",") if f)
-        if "MAINT" not in flags:
-            continue
-        try:
-            start = dt.datetime.fromisoformat(fields["StartTime"])
-            end = dt.datetime.fromisoformat(fields["EndTime"])
-        except (KeyError, ValueError):
-            continue
-        windows.append(Window(fields.get("ReservationName", "?"), start, end, fields.get("Nodes", ""), flags))
-    return sorted(windows, key=lambda w: (w.start, w.name))
-
-
-def upcoming_windows(windows: Sequence[Window], now: dt.datetime) -> list[Window]:
-    """Windows that have not ended yet, earliest first (what the login message shows)."""
-    return sorted((w for w in windows if w.end > now), key=lambda w: w.start)
 
 
 def check_new_window(
@@ -522,106 +463,6 @@ def _main(args: argparse.Namespace, slurm: Slurm | None, mailer: Mailer | None) 
     if args.cmd == "list":
         return list_windows(config, slurm, now, as_json=args.json, out=sys.stdout)
     return notify(config, slurm, mailer, now, dry_run=args.dry_run)
-
-
-# `ailab maintenance ...` on the operator's machine: the same tool, run on the front-end via Ansible -------
-
-REMOTE_TOOL = "/usr/local/sbin/ailab-maintenance"
-
-
-def remote_command(inventory: str, host: str, argv: Sequence[str]) -> list[str]:
-    exe = Path(sys.executable).parent / "ansible"
-    return [
-        str(exe) if exe.exists() else "ansible",
-        "-i",
-        inventory,
-        host,
-        "-m",
-        "ansible.builtin.command",
-        "-a",
-        shlex.join([REMOTE_TOOL, *argv]),
-    ]
-
-
-def remote_result(events: Sequence[dict], host: str) -> tuple[int, str, str]:
-    """(rc, stdout, stderr) of the command on ``host``, from the run's ailab_events JSON lines
-    (plugins/callback/ailab_events.py)."""
-    for event in events:
-        if event.get("event") != "result" or event.get("host") != host:
-            continue
-        if event["status"] == "unreachable":
-            raise ToolError(f"{host} is unreachable: {event.get('msg', '')} -- fix: is the node up?")
-        if "rc" not in event:
-            raise ToolError(f"on {host}: {event.get('msg', event)}")
-        return int(event["rc"]), event.get("stdout", ""), event.get("stderr", "")
-    raise ToolError(f"ansible returned no result for {host}")
-
-
-def run_remote(inventory: str, argv: Sequence[str]) -> int:
-    from ailab.inventory import load_cluster
-    from ailab.playbook import EVENTS_ENV, ROOT, EventReader, ansible_env
-
-    cluster, _ = load_cluster(inventory)  # a bad inventory stops here
-    if not cluster.frontends:
-        raise ToolError(f"{inventory} has no host in group frontend")
-    host = cluster.operations_host  # where the notice state (who was told about which window) lives
-    cmd = remote_command(str(Path(inventory).resolve()), host, argv)
-    with tempfile.TemporaryDirectory(prefix="ailab-maintenance-") as tmp:
-        events = EventReader(Path(tmp) / "events.jsonl")
-        # Ad-hoc runs load the enabled callbacks (ailab_events) only when asked to.
-        env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", EVENTS_ENV: str(events.path)}
-        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-        events.poll()
-    if not events.events and result.returncode != 0:
-        raise ToolError(
-            f"ansible failed before running anything: {(result.stderr or result.stdout).strip()[-500:]}"
-        )
-    rc, stdout, stderr = remote_result(events.events, host)
-    sys.stdout.write(stdout + ("\n" if stdout and not stdout.endswith("\n") else ""))
-    if stderr:
-        print(stderr, file=sys.stderr)
-    return rc
-
-
-def _cmd_remote(args: argparse.Namespace) -> int:
-    argv: list[str] = []
-    if args.now:
-        argv += ["--now", args.now]
-    argv.append(args.maintenance_cmd)
-    if args.maintenance_cmd == "schedule":
-        window_from_args(args)  # check locally first, nothing is touched on bad input
-        for option in ("date", "start", "end", "name"):
-            if getattr(args, option):
-                argv += [f"--{option}", getattr(args, option)]
-        if args.no_notify:
-            argv.append("--no-notify")
-    elif args.maintenance_cmd == "cancel":
-        argv.append(args.name)
-        if args.no_notify:
-            argv.append("--no-notify")
-    elif args.maintenance_cmd == "list" and args.json:
-        argv.append("--json")
-    return tool_main(lambda: run_remote(args.inventory, argv))
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from ailab.cli import add_inventory_arg
-
-    main_parser = sub.add_parser(
-        "maintenance", help="maintenance windows (rule 8), run on the front-end through Ansible"
-    )
-    main_parser.add_argument("--now", help="a fixed clock for notices (tests)")
-    msub = main_parser.add_subparsers(dest="maintenance_cmd", required=True)
-    sched = msub.add_parser("schedule", help="create the reservation on all nodes and notify users")
-    add_window_args(sched)
-    canc = msub.add_parser("cancel", help="delete a maintenance reservation")
-    canc.add_argument("name")
-    canc.add_argument("--no-notify", action="store_true")
-    lst = msub.add_parser("list", help="list maintenance reservations")
-    lst.add_argument("--json", action="store_true")
-    for p in (sched, canc, lst):
-        add_inventory_arg(p)
-        p.set_defaults(func=_cmd_remote)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,17 @@ class DeletionPolicy:
         NoticeOffset(days=2),
     )
 
+    def next_date(self, today: dt.date) -> dt.date:
+        """The next yearly deletion on or after ``today``."""
+        return next_deletion(today, self.month, self.day)
+
+
+def next_deletion(today: dt.date, month: int, day: int) -> dt.date:
+    """The next yearly deletion date (``month``/``day``) on or after ``today``: the one calendar rule the
+    retention tool, the login message and the status page share."""
+    this_year = dt.date(today.year, month, day)
+    return this_year if this_year >= today else dt.date(today.year + 1, month, day)
+
 
 @dataclass(frozen=True)
 class LoginLimits:

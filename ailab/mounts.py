@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ailab.notices import ToolError
+from ailab.runtime import ToolError
 
 PROBE_TIMEOUT = 20.0  # seconds a stat + listdir of a mount may take before a tool refuses
 

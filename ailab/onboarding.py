@@ -741,7 +741,7 @@ def run_import(form: Path, inventory: Path, *, dry_run: bool = False, out=None, 
     """Check every row, then write the users file and the uid record (or, with ``dry_run``, print their
     diffs).  0: written or nothing to change; 1: problems (nothing written)."""
     from ailab.inventory import load_cluster
-    from ailab.notices import write_atomic
+    from ailab.runtime import write_atomic
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 COMMAND_GROUPS = (
     "simulator.cli:register",
     "ailab.stack_inventory:register",
-    "ailab.retention:register",
-    "ailab.maintenance:register",
+    "ailab.operations:register_retention",
+    "ailab.operations:register_maintenance",
     "ailab.demo:register",
     "ailab.onboarding:register",
 )

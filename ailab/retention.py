@@ -78,24 +78,11 @@ from ailab.deletion import (
     remove_home,
     walk,
 )
+from ailab.mail import Mail, Mailer, Sendmail, mail_body
 from ailab.model import DeletionPolicy
-from ailab.notices import (
-    SENT,
-    SUPERSEDED,
-    Mail,
-    Mailer,
-    OpsConfig,
-    Person,
-    ScheduledNotice,
-    Sendmail,
-    StateFile,
-    ToolError,
-    load_ops_config,
-    mail_body,
-    parse_now,
-    pick_notice,
-    tool_main,
-)
+from ailab.notices import SENT, SUPERSEDED, ScheduledNotice, pick_notice
+from ailab.opsconfig import OpsConfig, Person, load_ops_config
+from ailab.runtime import StateFile, ToolError, parse_now, tool_main
 
 DEFAULT_CONFIG = "/etc/ailab/ops.json"
 STATE_VERSION = 1
@@ -131,7 +118,7 @@ def schedule_for(policy: DeletionPolicy, year: int) -> Schedule:
 
 def cycle_year(policy: DeletionPolicy, today: dt.date) -> int:
     """The cycle of the next deletion on or after ``today``."""
-    return today.year if deletion_date(policy, today.year) >= today else today.year + 1
+    return policy.next_date(today).year
 
 
 def format_schedule(schedule: Schedule, cluster: str = "") -> str:
@@ -763,47 +750,6 @@ def _main(args: argparse.Namespace, ops: Ops | None) -> int:
     if args.cmd == "delete-removed":
         return delete_removed(config, args.name, now, ops, yes=args.yes)
     return run(config, now, Sendmail(config.sendmail), ops, dry_run=args.dry_run)
-
-
-# `ailab retention ...` on the operator's machine ------------------------------------------------------
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from ailab.cli import add_inventory_arg
-
-    ret = sub.add_parser("retention", help="the yearly data deletion (rule 1)")
-    ret_sub = ret.add_subparsers(dest="retention_cmd", required=True)
-    sched = ret_sub.add_parser("schedule", help="print the deletion date and each notice date of a year")
-    add_inventory_arg(sched)
-    sched.add_argument("--year", type=int, help="default: the next deletion")
-    sched.set_defaults(func=_cmd_schedule)
-    conf = ret_sub.add_parser(
-        "config", help="print the JSON the front-end's tools read (/etc/ailab/ops.json)"
-    )
-    add_inventory_arg(conf)
-    conf.set_defaults(func=_cmd_config)
-
-
-def _cmd_schedule(args: argparse.Namespace) -> int:
-    from ailab.inventory import load_cluster
-
-    cluster, _ = load_cluster(args.inventory)
-    policy = cluster.policy.deletion
-    year = args.year if args.year is not None else cycle_year(policy, parse_now(None).date())
-    if not 1 <= year <= 9998:
-        print(f"error: --year {year} is not a year -- fix: e.g. --year 2027", file=sys.stderr)
-        return 2
-    sys.stdout.write(format_schedule(schedule_for(policy, year), cluster.name))
-    return 0
-
-
-def _cmd_config(args: argparse.Namespace) -> int:
-    from ailab.inventory import load_cluster
-    from ailab.notices import ops_config_data
-
-    cluster, _ = load_cluster(args.inventory)
-    print(json.dumps(ops_config_data(cluster), indent=2, sort_keys=True))
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-#!/usr/bin/python3
 """The front-end's login message: the platform rules, the next yearly deletion, the next maintenance window.
 
-Run at every login by pam_motd (/etc/update-motd.d/60-ailab-policy), so dates are always current.
-Standard library only: this file is copied onto the front-end as it is.
+Run at every login by pam_motd (/etc/update-motd.d/60-ailab-policy), so dates are always current.  Part
+of the node package (:mod:`ailab.nodepkg`): the deletion date is :func:`ailab.model.next_deletion`, the
+windows :func:`ailab.reservations.parse_reservations`, as the operations tools compute them.
 
-    motd.py --config /etc/ailab/policy.json [--today YYYY-MM-DD] [--reservations FILE|-]
+    ailab-motd --config /etc/ailab/policy.json [--now YYYY-MM-DDTHH:MM] [--reservations FILE|-]
 
 Maintenance windows are read from Slurm (`scontrol -o show reservation`: reservations with the MAINT flag).
 """
@@ -17,39 +17,11 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+
+from ailab.model import next_deletion
+from ailab.reservations import Window, parse_reservations, upcoming_windows
 
 LEVEL_NAMES = {0: "public", 1: "internal", 2: "confidential", 3: "sensitive"}
-
-
-@dataclass(frozen=True)
-class Window:
-    name: str
-    start: dt.datetime
-    end: dt.datetime
-
-
-def next_deletion(today: dt.date, month: int, day: int) -> dt.date:
-    """The next yearly deletion date on or after today."""
-    this_year = dt.date(today.year, month, day)
-    return this_year if this_year >= today else dt.date(today.year + 1, month, day)
-
-
-def parse_reservations(text: str) -> list[Window]:
-    """Maintenance windows from `scontrol -o show reservation` (one reservation per line)."""
-    windows = []
-    for line in text.splitlines():
-        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-        flags = fields.get("Flags", "").upper().split(",")
-        if "MAINT" not in flags or "StartTime" not in fields or "EndTime" not in fields:
-            continue
-        try:
-            start = dt.datetime.fromisoformat(fields["StartTime"])
-            end = dt.datetime.fromisoformat(fields["EndTime"])
-        except ValueError:
-            continue
-        windows.append(Window(fields.get("ReservationName", "maintenance"), start, end))
-    return sorted(windows, key=lambda w: w.start)
 
 
 def render(config: dict, now: dt.datetime, windows: list[Window]) -> str:
@@ -80,7 +52,7 @@ def render(config: dict, now: dt.datetime, windows: list[Window]) -> str:
     ]
     if policy.get("extension_url"):
         lines.append(f"    Need your data longer? Request an extension: {policy['extension_url']}")
-    upcoming = [w for w in windows if w.end > now]
+    upcoming = upcoming_windows(windows, now)
     if upcoming:
         w = upcoming[0]
         lines += [

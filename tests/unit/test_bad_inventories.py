@@ -18,7 +18,7 @@ import yaml
 
 from ailab.ceph import home_dirs, mount_unit_name
 from ailab.model import AccountSettings, CephSettings
-from ailab.notices import ops_config_data, parse_ops_config
+from ailab.opsconfig import ops_config_data, parse_ops_config
 from ailab.parse import build_cluster
 from ailab.problems import Problem
 from ailab.render import RENDERERS, render

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from ailab.inventory import load_cluster
-from ailab.notices import ToolError, parse_ops_config
+from ailab.opsconfig import parse_ops_config
 from ailab.parse import build_cluster
 from ailab.problems import InventoryError, Problem
+from ailab.runtime import ToolError
 from ailab.validate import validate
 from tests.unit.test_model_validation import CLUSTER_WIDE, ROOT, good, set_all
 from tests.unit.test_retention import config_data

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ailab import deletion, retention
-from ailab.notices import StateFile, ToolError
+from ailab.runtime import StateFile, ToolError
 from tests.unit.test_retention import USERS as TOOL_USERS
 from tests.unit.test_retention import (
     FakeMailer,

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from ailab import maintenance as m
-from ailab.notices import Mail, ToolError, parse_ops_config
+from ailab import operations, reservations
+from ailab.mail import Mail
+from ailab.opsconfig import parse_ops_config
+from ailab.runtime import ToolError
 from tests.unit.test_retention import config_data
 
 TZ = zoneinfo.ZoneInfo("Europe/Copenhagen")
@@ -53,7 +56,7 @@ def test_upcoming_windows_drops_ended_ones_and_sorts():
     a = m.Window("a", T("2026-12-15T00:01"), T("2026-12-15T23:59"))
     b = m.Window("b", T("2026-12-01T00:01"), T("2026-12-01T23:59"))
     c = m.Window("c", T("2026-11-01T00:01"), T("2026-11-01T23:59"))
-    assert [w.name for w in m.upcoming_windows([a, b, c], T("2026-12-01T12:00"))] == ["b", "a"]
+    assert [w.name for w in reservations.upcoming_windows([a, b, c], T("2026-12-01T12:00"))] == ["b", "a"]
 
 
 def test_create_command():
@@ -293,7 +296,9 @@ def test_slurm_wrapper_runs_scontrol_and_reports_failures():
 
 
 def test_remote_command_and_its_result_from_the_events():
-    cmd = m.remote_command("/inv", "fe01", ["schedule", "--start", "2026-12-20T08:00", "--name", "a b"])
+    cmd = operations.remote_command(
+        "/inv", "fe01", ["schedule", "--start", "2026-12-20T08:00", "--name", "a b"]
+    )
     assert cmd[1:] == [
         "-i",
         "/inv",
@@ -309,11 +314,11 @@ def test_remote_command_and_its_result_from_the_events():
         {"event": "result", "host": "fe01", "task": "ansible.builtin.command", "status": "failed", "rc": 2,
          "stdout": "", "stderr": "error: x", "msg": "non-zero return code"},
     ]  # fmt: skip
-    assert m.remote_result(events, "fe01") == (2, "", "error: x")
+    assert operations.remote_result(events, "fe01") == (2, "", "error: x")
     unreachable = [
         {"event": "result", "host": "fe01", "task": "command", "status": "unreachable", "msg": "gone"}
     ]
     with pytest.raises(ToolError, match="fe01 is unreachable: gone"):
-        m.remote_result(unreachable, "fe01")
+        operations.remote_result(unreachable, "fe01")
     with pytest.raises(ToolError, match="ansible returned no result for fe01"):
-        m.remote_result(events[:2], "fe01")
+        operations.remote_result(events[:2], "fe01")

@@ -118,7 +118,7 @@ def test_a_timer_switched_off_stays_off_on_the_operations_host():
 
 
 def test_the_maintenance_commands_run_on_the_operations_host(monkeypatch):
-    from ailab import maintenance
+    from ailab import operations as maintenance  # the controller side of ailab-maintenance
 
     seen = []
 
