@@ -185,8 +185,8 @@ def mount_check_config(
     hung_grace: int,
     slurmd: bool,
 ) -> dict[str, Any]:
-    """The settings of ``ailab-cephfs-check`` (roles/cephfs_client/files), the watchdog that keeps a node's
-    CephFS mounts usable: one entry per mount (``where`` and its mount unit) and the timings.
+    """The settings of ``ailab-cephfs-check`` (ailab/nodetools/cephfscheck.py), the watchdog that keeps a
+    node's CephFS mounts usable: one entry per mount (``where`` and its mount unit) and the timings.
 
     ``hung_grace`` counts from the first check that sees the metadata server up:active while a mount
     hangs; it must outlast the MDS reconnect window, or a client still reconnecting would be aborted."""

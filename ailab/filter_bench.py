@@ -67,7 +67,7 @@ CALL_SITES: list[tuple[str, str | None, list[tuple[str, tuple[Any, ...], dict[st
     (
         "frontend: status page",
         "frontend",
-        [("ailab_status_page", (HOST, "/usr/local/lib/ailab", "/etc/ailab"), {})],
+        [("ailab_status_page", (HOST, "/etc/ailab"), {})],
     ),
     ("operations: ops.json", "frontend", [("ailab_ops_config", (), OPS)]),
     ("mail: SMTP clients", "frontend", [("ailab_monitoring", (HOST,), {})]),

@@ -13,10 +13,11 @@ functions (ailab/ceph.py, ailab/slurm.py, ailab/notices.py).
 {{ hostvars | ailab_operations_host(groups) }}              the front-end that runs the operations timers
 {{ hostvars | ailab_backup_config(groups, host, state_dir) }}  /etc/ailab/backup.json of role backup
 {{ hostvars | ailab_monitoring(groups, host) }}             ports, collectors, retention for the metrics roles
-{{ hostvars | ailab_status_page(groups, host, tools, conf) }}  the front-end's status page: nginx site, units
+{{ hostvars | ailab_status_page(groups, host, conf) }}      the front-end's status page: nginx site, units
 {{ hostvars | ailab_containers(groups) }}                  role containers: enabled, catalogue, GPU directory
 {{ hostvars | ailab_directory_settings(groups) }}          role directory: LDAP on or off, URIs, base DN
 {{ 'slurm' | ailab_layout }}                               Slurm's paths, ports, user, database
+{{ 'node' | ailab_layout }}                                the node package: root, archive, bin, commands
 {{ ailab_users | ailab_live_users(record) }}                ailab_users without those the deletion deleted
 {{ ailab_users | ailab_deleted_listed(record) }}            those users (name, cycle, on)
 {{ record | ailab_deleted_names }}                         everyone the deletion deleted (role directory)
@@ -42,8 +43,9 @@ from ansible.errors import AnsibleFilterError
 
 from ailab import ansible_bridge, backup, ceph, containers, directory, frontend, monitoring
 from ailab.model import Cluster
-from ailab.notices import ToolError, ops_config_data
+from ailab.opsconfig import ops_config_data
 from ailab.retention import deleted_listed_warning, deleted_users, parse_state_text, split_deleted
+from ailab.runtime import ToolError
 from ailab.slurm import reload_action
 
 
@@ -219,10 +221,10 @@ def ailab_monitoring(hostvars, groups, host):
     return monitoring.host_settings(_cluster(hostvars, groups), str(host))
 
 
-def ailab_status_page(hostvars, groups, host, tools_dir, config_dir):
+def ailab_status_page(hostvars, groups, host, config_dir):
     """The status page of front-end ``host`` (ailab/frontend.py): enabled, url, the nginx site and units."""
     cluster = _cluster(hostvars, groups)
-    return frontend.status_page_settings(cluster, str(host), str(tools_dir), str(config_dir))
+    return frontend.status_page_settings(cluster, str(host), str(config_dir))
 
 
 def ailab_containers(hostvars, groups):
@@ -243,13 +245,20 @@ def _split(users, record, source):
 
 
 def ailab_layout(component):
-    """Where a component's files live and which ports it uses: the constants of ailab/slurm.py, so the
-    roles and the renderers share one source (``{{ 'slurm' | ailab_layout }}``)."""
-    from ailab.slurm import layout
+    """Where a component's files live and which ports it uses, so the roles and the renderers share one
+    source: ``'slurm'`` the constants of ailab/slurm.py; ``'node'`` the node package's paths
+    (ailab/nodepkg.py) with ``commands``, each node command's launcher by name."""
+    from ailab import nodepkg, slurm
 
-    if component != "slurm":
-        raise ValueError(f"ailab_layout: unknown component {component!r} -- fix: use 'slurm'")
-    return layout()
+    if component == "slurm":
+        return slurm.layout()
+    if component == "node":
+        return {
+            **nodepkg.layout(),
+            "commands": {c.name: c.path for c in nodepkg.COMMANDS},
+            "services": list(nodepkg.SERVICES),
+        }
+    raise ValueError(f"ailab_layout: unknown component {component!r} -- fix: use 'slurm' or 'node'")
 
 
 def ailab_live_users(users, record, source="the deletion record"):

@@ -8,6 +8,7 @@ from typing import Any
 
 from ailab.model import Cluster, Partition
 from ailab.monitoring import EXPORTER_PORT
+from ailab.nodepkg import command_path
 
 # The rules as one JSON document, read at login by ailab/nodetools/motd.py on the front-end.
 
@@ -168,11 +169,11 @@ def render_status_nginx(cluster: Cluster, host: str) -> str:
     )
 
 
-def render_status_service(cluster: Cluster, tools_dir: str, config_dir: str) -> str:
+def render_status_service(cluster: Cluster, config_dir: str) -> str:
     """The oneshot unit that writes the page: an unprivileged system user without capabilities, nothing
     writable but the page's directory (kept between runs, readable by nginx)."""
     command = (
-        f"/usr/bin/python3 {tools_dir}/statuspage.py --exporter {status_page_exporter(cluster)}"
+        f"{command_path('ailab-status-page')} --exporter {status_page_exporter(cluster)}"
         f" --config {config_dir}/policy.json --out {STATUS_PAGE_DIR}/index.html"
         f" --timeout {STATUS_PAGE_FETCH_TIMEOUT_S}"
     )
@@ -224,7 +225,7 @@ def render_status_timer(cluster: Cluster | None = None) -> str:
     )
 
 
-def status_page_settings(cluster: Cluster, host: str, tools_dir: str, config_dir: str) -> dict[str, Any]:
+def status_page_settings(cluster: Cluster, host: str, config_dir: str) -> dict[str, Any]:
     """Everything role frontend needs for the page of front-end ``host`` (the ``ailab_status_page``
     filter): whether it is on, where it is served, and the nginx site and systemd units as text."""
     page = cluster.monitoring.status_page
@@ -240,6 +241,6 @@ def status_page_settings(cluster: Cluster, host: str, tools_dir: str, config_dir
         "user": STATUS_PAGE_USER,
         "site": STATUS_PAGE_SITE,
         "nginx_site": render_status_nginx(cluster, host),
-        "service": render_status_service(cluster, tools_dir, config_dir),
+        "service": render_status_service(cluster, config_dir),
         "timer": render_status_timer(cluster),
     }

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from ailab.model import Cluster, Host
-from ailab.notices import default_sender
+from ailab.opsconfig import default_sender
 from ailab.slurm import JOBSTATS_TOOL, SLURMDBD_PORT, job_gpu_stats
 
 NODE_EXPORTER_PORT = 9100
@@ -37,7 +37,7 @@ CEPH_MGR_PORT = 9283  # the Ceph mgr's prometheus module
 SMTP_PORT = 25
 RULES_FILE = "/etc/prometheus/ailab-rules.yml"
 IDLE_GPUS_STATE = "/var/lib/ailab/idle-gpus.json"  # the jobs ailab-idle-gpus mailed about or cancelled
-# The drain reason prefix of the GPU health check (roles/slurm_compute/files/ailab-gpu-health).
+# The drain reason prefix of the GPU health check (ailab/nodetools/gpuhealth.py).
 GPU_HEALTH_REASON_PREFIX = "gpu-health:"
 
 
@@ -411,6 +411,6 @@ def render_jobstats_epilog(cluster: Cluster, host: str | None = None) -> str:
     interval = cluster.monitoring.scrape_interval_s
     return head + (
         "# slurmctld runs this as SlurmUser when a job ends: its GPU figures go into its AdminComment.\n"
-        f"exec /usr/bin/python3 {JOBSTATS_TOOL} epilog --prometheus http://127.0.0.1:{PROMETHEUS_PORT} "
+        f"exec {JOBSTATS_TOOL} epilog --prometheus http://127.0.0.1:{PROMETHEUS_PORT} "
         f"--scrape-interval {interval}\n"
     )

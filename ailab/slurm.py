@@ -19,6 +19,7 @@ from pathlib import Path
 from ailab.gpus import GPU_MODELS
 from ailab.hostlist import compress, expand
 from ailab.model import Cluster, Host, Partition, format_duration, parse_duration
+from ailab.nodepkg import command_path
 
 HEADER = "# Managed by ailab-iac from the inventory ({what}); local changes are overwritten.\n"
 
@@ -59,7 +60,7 @@ def layout() -> dict[str, str | int]:
 
 # jobstats (ailab/nodetools/jobstats.py): installed on the front-end and the controller; on the controller
 # slurmctld runs the epilog wrapper (as SlurmUser) when a job ends, to store its GPU figures.
-JOBSTATS_TOOL = "/usr/local/lib/ailab/jobstats.py"
+JOBSTATS_TOOL = command_path("jobstats")  # the node package's launcher (role common)
 JOBSTATS_EPILOG = "/usr/local/sbin/ailab-jobstats-epilog"
 GPU_DEVICE = "/dev/nvidia{index}"  # character devices 195:N, as the NVIDIA driver creates them
 # The QOS every association gets: caps GPUs per user (ailab_policy.max_gpus_per_user) and jobs per user

@@ -1,10 +1,10 @@
-#!/usr/bin/python3
-"""Containers for students, with Charliecloud (role containers; installed in /usr/local/lib/ailab).
+"""Containers for students, with Charliecloud (role containers; command ailab-containers
+of the node package).
 
     ailab-ch-build -t NAME [-f FILE] DIR     build DIR's Containerfile on the front-end: ~/images/NAME.sqfs
     ailab-ch-run [-b SRC[:/mnt/N]] IMAGE [--] CMD...  run CMD in IMAGE, inside a Slurm GPU job
-    containers.py gpu-dir ...                 (role) collect the driver's user-space tools for containers
-    containers.py publish ...                 (role) build and publish the catalogue's base images
+    ailab-containers gpu-dir ...              (role) collect the driver's user-space tools for containers
+    ailab-containers publish ...              (role) build and publish the catalogue's base images
 
 ``ailab-ch-run`` binds the home (at /home/$USER), the node's GPU directory (the NVIDIA driver's nvidia-smi
 and libraries, collected by the role) at /mnt/9 with PATH and LD_LIBRARY_PATH set, and passes the job's
@@ -465,7 +465,7 @@ def collect_gpu_dir(
 def cmd_gpu_dir(argv: Sequence[str]) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="containers.py gpu-dir")
+    p = argparse.ArgumentParser(prog="ailab-containers gpu-dir")
     p.add_argument("--dest", required=True)
     p.add_argument("--bin", action="append", default=[])
     p.add_argument("--lib", action="append", default=[], help="a glob of library file names")
@@ -590,7 +590,7 @@ def cmd_publish(argv: Sequence[str]) -> int:
     import subprocess
     import tempfile
 
-    p = argparse.ArgumentParser(prog="containers.py publish")
+    p = argparse.ArgumentParser(prog="ailab-containers publish")
     p.add_argument("--config", required=True, help="catalogue.json (role containers)")
     p.add_argument(
         "--mount", required=True, help="the command that mounts the catalogue's parent (MNT appended)"
@@ -629,7 +629,7 @@ def cmd_publish(argv: Sequence[str]) -> int:
         result = start_publish(args.background, build, remove)
         print(json.dumps(result))
         if result.get("previous_failure"):
-            print(f"containers.py publish: {result['previous_failure']}", file=sys.stderr)
+            print(f"ailab-containers publish: {result['previous_failure']}", file=sys.stderr)
             return 1
         return 0
     print(json.dumps({"changed": bool(result["built"] or result["removed"]), **result}))
@@ -683,10 +683,10 @@ def start_publish(unit: str, build: Sequence[str], remove: Sequence[str]) -> dic
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print("usage: containers.py run|build|gpu-dir|publish ...", file=sys.stderr)
+        print("usage: ailab-containers run|build|gpu-dir|publish ...", file=sys.stderr)
         return EXIT_BAD_INPUT
     command, rest = argv[0], argv[1:]
-    prog = {"run": "ailab-ch-run", "build": "ailab-ch-build"}.get(command, "containers.py")
+    prog = {"run": "ailab-ch-run", "build": "ailab-ch-build"}.get(command, "ailab-containers")
     try:
         if command == "run":
             return cmd_run(rest, load_config(), os.environ)

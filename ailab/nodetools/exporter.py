@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """ailab-exporter: Prometheus metrics of a node's GPUs, of the jobs using them, and of the Slurm cluster.
 
     ailab-exporter --listen ADDR:PORT --collect gpu,slurm [--node NAME] [--slurmdbd HOST:PORT]
@@ -40,8 +39,8 @@ Collector ``slurm`` (the controller), from ``scontrol -d -o show node``, ``squeu
 Always: ``ailab_exporter_collector_success{collector}`` and
 ``ailab_exporter_collector_duration_seconds{collector}``.
 
-Standard library and prometheus_client only (Debian bookworm's python3-prometheus-client 0.16): the file
-is copied onto the nodes as it is.  Every parser is a pure function of a command's text.
+Standard library and prometheus_client only (Debian bookworm's python3-prometheus-client 0.16): part of
+the node package (ailab/nodepkg.py).  Every parser is a pure function of a command's text.
 """
 
 from __future__ import annotations

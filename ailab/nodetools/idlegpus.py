@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Rule 6 for running jobs: one mail to the owner of a job whose GPU stays idle; a cancel where opted in.
 
 Run every minute by ailab-idle-gpus.timer on the monitoring host (role monitoring), as root:
@@ -17,7 +16,7 @@ job that started a minute ago, or a node whose scrapes failed, is not called idl
 
 The state file (``state``) records the jobs mailed and cancelled; a job no longer running is forgotten.
 What failed (Prometheus, the MTA, scancel) is not recorded, so the next run tries again.  Standard library
-only: this file is copied onto the monitoring host as it is.
+only (the node package, ailab/nodepkg.py).
 
 Exit status: 0 done; 1 something failed (said on stderr, retried next run); 2 bad arguments or configuration.
 """

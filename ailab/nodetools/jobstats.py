@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """jobstats: how much of what a Slurm job asked for it used -- CPU, memory, GPUs -- with plain hints.
 
     jobstats JOBID                      one job, running or finished: requested vs used, efficiency, hints
@@ -21,8 +20,8 @@ a login must never fail); 1 Slurm could not be asked (sacct failed or timed out)
 that is not a number); 3 no such job among yours (it does not exist, is older than the accounting keeps,
 or is another user's: Slurm shows students their own jobs only). ``epilog`` always exits 0.
 
-Standard library only: the file is copied onto the front-end and the controller as it is.  Every parser and
-formatter is a pure function of a command's text.
+Standard library only (the node package, ailab/nodepkg.py; on the front-end and the controller).  Every
+parser and formatter is a pure function of a command's text.
 """
 
 from __future__ import annotations

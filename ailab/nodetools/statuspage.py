@@ -1,17 +1,17 @@
-#!/usr/bin/python3
 """The students' status page: free GPUs, the queue, nodes out of service, maintenance, the next deletion.
 
 Run every minute by a systemd timer on the front-end; writes one static HTML page that nginx serves.
 
-    statuspage.py --exporter http://CONTROLLER:9110/metrics --config /etc/ailab/policy.json
-                  --out /run/ailab-status/index.html [--now YYYY-MM-DDTHH:MM] [--reservations FILE|-]
-                  [--timeout 5]
+    ailab-status-page --exporter http://CONTROLLER:9110/metrics --config /etc/ailab/policy.json
+                      --out /run/ailab-status/index.html [--now YYYY-MM-DDTHH:MM] [--reservations FILE|-]
+                      [--timeout 5]
 
 Installed by role frontend (ailab_monitoring.status_page) and run as an unprivileged system user: the
 exporter's Slurm figures name no user, and Slurm shows every user the reservations.
 
-Standard library only: this file is copied onto the front-end as it is, next to motd.py (whose
-``next_deletion``, ``parse_reservations`` and ``read_reservations`` it uses).
+Part of the node package (:mod:`ailab.nodepkg`): the deletion date, the reservations and how they are
+read are the login message's (:func:`ailab.model.next_deletion`, :mod:`ailab.reservations`,
+:func:`ailab.nodetools.motd.read_reservations`).
 
 From the controller's ailab-exporter (fetched with --timeout): ``ailab_slurm_gpus_total``,
 ``_gpus_allocated`` and ``_gpus_idle{gpu_type}``, ``ailab_slurm_jobs{partition,state,reason}``,
@@ -21,7 +21,7 @@ From the controller's ailab-exporter (fetched with --timeout): ``ailab_slurm_gpu
 ``partitions``: ``[{"name": "gpu", "gpu_types": ["a40", "t4"]}, ...]`` -- the partitions students submit
 to, in inventory order, shown even without jobs (without the key: the partitions that have jobs).
 Maintenance windows are Slurm's MAINT reservations (``scontrol -o show reservation``, with --timeout; or
-the --reservations text), parsed as motd.py parses them.
+the --reservations text).
 
 The page is replaced atomically.  Exit status: 0 page current; 1 page written but stale (the exporter
 could not be fetched or parsed, its slurm collector failed, or scontrol failed: the page says so);
@@ -47,10 +47,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    from . import motd  # in the repository: package ailab.nodetools
-except ImportError:  # on the node: motd.py is the sibling file in the same directory
-    import motd  # type: ignore[no-redef]
+from ailab.model import next_deletion
+from ailab.nodetools import motd
+from ailab.reservations import Window, parse_reservations
 
 DEFAULT_TIMEOUT = 5.0
 OUT_OF_SERVICE_STATES = ("down", "drained", "draining", "fail", "failing")
@@ -144,7 +143,7 @@ class StatusData:
     cluster: str
     now: dt.datetime
     deletion: dt.date
-    windows: tuple[motd.Window, ...] = ()  # upcoming maintenance windows, by start
+    windows: tuple[Window, ...] = ()  # upcoming maintenance windows, by start
     gpus: tuple[GpuRow, ...] = ()
     queue: tuple[QueueRow, ...] = ()
     out_of_service: tuple[NodeRow, ...] = ()
@@ -227,7 +226,7 @@ def out_of_service(samples: Sequence[Sample]) -> tuple[NodeRow, ...]:
 def build_status(
     config: Mapping,
     now: dt.datetime,
-    windows: Iterable[motd.Window],
+    windows: Iterable[Window],
     samples: Sequence[Sample] = (),
     stale: str = "",
     windows_error: str = "",
@@ -235,7 +234,7 @@ def build_status(
     """The page's content; without ``stale``, the exporter's figures come from ``samples``; without
     ``windows_error``, ``windows`` are all of Slurm's maintenance windows."""
     policy = config["policy"]
-    deletion = motd.next_deletion(now.date(), policy["deletion"]["month"], policy["deletion"]["day"])
+    deletion = next_deletion(now.date(), policy["deletion"]["month"], policy["deletion"]["day"])
     partitions = config.get("partitions") or ()
     stale = stale or stale_reason(samples)
     figures = {}
@@ -290,7 +289,7 @@ def _node(n: NodeRow) -> str:
     )
 
 
-def _window(w: motd.Window, now: dt.datetime) -> str:
+def _window(w: Window, now: dt.datetime) -> str:
     running = " (in progress)" if w.start <= now else ""
     return (
         f'<li data-reservation="{_e(w.name)}">{w.start:%Y-%m-%d %H:%M} - {w.end:%Y-%m-%d %H:%M}{running}:'
@@ -454,7 +453,7 @@ def main(argv: list[str] | None = None, fetch: Fetcher | None = None, query: Que
             reservations = (query or query_reservations)(args.timeout)
         except OSError as e:
             reservations, windows_error = "", f"cannot read Slurm's reservations: {e}"
-    windows = motd.parse_reservations(reservations)
+    windows = parse_reservations(reservations)
 
     samples: list[Sample] = []
     stale = ""

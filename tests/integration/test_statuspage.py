@@ -84,7 +84,7 @@ class StatusPage(HTMLParser):
 
 @pytest.fixture(scope="module")
 def settings(sim, fe):
-    return frontend.status_page_settings(sim.cluster, fe, "/usr/local/lib/ailab", "/etc/ailab")
+    return frontend.status_page_settings(sim.cluster, fe, "/etc/ailab")
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -18,9 +16,10 @@ import pytest
 
 from ailab import backup
 from ailab.inventory import load_cluster
-from ailab.notices import ToolError
 from ailab.parse import build_cluster
+from ailab.runtime import ToolError
 from ailab.validate import validate
+from tests.unit import node_package
 from tests.unit.test_model_validation import good, problems_of, set_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,17 +399,13 @@ def _check_with(table: str):
 
 
 def test_the_node_side_copy_needs_only_the_standard_library(tmp_path):
-    files = ROOT / "roles" / "backup" / "files" / "ailab"
-    shutil.copytree(files, tmp_path / "ailab")  # links resolved, as the role's copy does
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import ailab.backup; "
-        "print(sorted(m for m in sys.modules if m.startswith('ailab')))"
-    )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(
-        ["ailab", "ailab.backup", "ailab.model", "ailab.mounts", "ailab.notices"]
-    )
+    release = node_package.install(tmp_path)  # as role common installs it
+    assert node_package.imported_modules(release, "ailab.backup") == [
+        "ailab",
+        "ailab.backup",
+        "ailab.mounts",
+        "ailab.runtime",
+    ]
 
 
 def test_a_failed_run_leaves_no_archive_and_no_partial_file(tmp_path):

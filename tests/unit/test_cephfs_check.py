@@ -4,12 +4,13 @@ its settings (ailab.ceph.mount_check_config)."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from ailab.ceph import mount_check_config
-from tests.unit.scripts import load_node_script
 
-watchdog = load_node_script("roles/cephfs_client/files/ailab-cephfs-check", "ailab_cephfs_check")
+watchdog = importlib.import_module("ailab.nodetools.cephfscheck")
 
 Probe, Memory, decide = watchdog.Probe, watchdog.Memory, watchdog.decide
 GRACE = 90.0

@@ -20,18 +20,12 @@ import pytest
 from ailab import deletion, retention
 from ailab.ceph import mount_unit_name
 from ailab.inventory import load_cluster
+from ailab.mail import Mail
 from ailab.model import DeletionPolicy, NoticeOffset
-from ailab.notices import (
-    Mail,
-    OpsConfig,
-    Person,
-    ScheduledNotice,
-    StateFile,
-    ToolError,
-    ops_config_data,
-    parse_ops_config,
-    pick_notice,
-)
+from ailab.notices import ScheduledNotice, pick_notice
+from ailab.opsconfig import OpsConfig, Person, ops_config_data, parse_ops_config
+from ailab.runtime import StateFile, ToolError
+from tests.unit import node_package
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = zoneinfo.ZoneInfo("Europe/Copenhagen")
@@ -756,7 +750,7 @@ def test_system_ops_deletes_associations_one_by_one_when_the_bulk_delete_fails()
 
 
 def test_a_bulk_command_in_an_error_message_is_shortened():
-    from ailab.notices import shown
+    from ailab.runtime import shown
 
     argv = ["pkill", "--signal", "KILL", "--uid", *[str(i) for i in range(600)]]
     assert shown(argv) == "pkill --signal KILL --uid 0 1 ... (598 more arguments)"
@@ -783,7 +777,7 @@ def test_a_bulk_command_in_an_error_message_is_shortened():
     ],
 )
 def test_run_command_names_the_command_what_it_said_and_the_fix(outcome, ok, message):
-    from ailab.notices import run_command
+    from ailab.runtime import run_command
 
     def run(argv, **kwargs):
         assert kwargs == {"capture_output": True, "text": True, "timeout": 5, "check": False}
@@ -800,7 +794,7 @@ def test_run_command_names_the_command_what_it_said_and_the_fix(outcome, ok, mes
 
 
 def test_tool_main_prints_a_tool_error_as_one_line_and_returns_its_code(capsys):
-    from ailab.notices import tool_main
+    from ailab.runtime import tool_main
 
     def fails() -> int:
         raise ToolError(said)
@@ -914,33 +908,21 @@ def test_ailab_retention_schedule_from_the_inventory():
 
 
 def test_the_modules_role_operations_deploys_need_only_the_standard_library(tmp_path):
-    import yaml
-
-    files = ROOT / "roles" / "operations" / "files" / "ailab"
-    tasks = yaml.safe_load((ROOT / "roles" / "operations" / "tasks" / "main.yml").read_text())
-    copy = next(t for t in tasks if t.get("name", "").startswith("Install the tools' Python modules"))
-    package = tmp_path / "ailab"
-    package.mkdir()
-    for module in copy["loop"]:  # what the role copies (links resolved)
-        shutil.copy(files / f"{module}.py", package / f"{module}.py")
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import ailab.retention, ailab.maintenance; "
-        "print(sorted(m for m in sys.modules if m.startswith('ailab')))"
-    )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr  # -I -S: no site-packages, so only the standard library
-    assert out.stdout.strip() == str(
-        [
-            "ailab",
-            "ailab.ceph",
-            "ailab.deletion",
-            "ailab.maintenance",
-            "ailab.model",
-            "ailab.mounts",
-            "ailab.notices",
-            "ailab.retention",
-        ]
-    )
+    release = node_package.install(tmp_path)  # as role common installs it
+    assert node_package.imported_modules(release, "ailab.retention", "ailab.maintenance") == [
+        "ailab",
+        "ailab.ceph",
+        "ailab.deletion",
+        "ailab.mail",
+        "ailab.maintenance",
+        "ailab.model",
+        "ailab.mounts",
+        "ailab.notices",
+        "ailab.opsconfig",
+        "ailab.reservations",
+        "ailab.retention",
+        "ailab.runtime",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -492,16 +492,17 @@ def test_the_node_tools_slurm_conf_names_are_installed_where_it_says():
     from ailab.filters import ailab_layout
 
     layout = ailab_layout("slurm")
+    node = ailab_layout("node")
     conf = slurm.render_slurm_conf(load_cluster(ROOT / "inventory" / "sim")[0])
     assert f"HealthCheckProgram={layout['health_check_program']}\n" in conf
     assert f"EpilogSlurmctld={layout['jobstats_epilog']}\n" in conf
-    assert layout["jobstats_tool"] == slurm.JOBSTATS_TOOL
+    assert layout["jobstats_tool"] == slurm.JOBSTATS_TOOL == node["commands"]["jobstats"]  # role common
     tasks = {
         role: (ROOT / "roles" / role / "tasks" / "main.yml").read_text()
         for role in ("slurm_compute", "slurm_controller")
     }
     assert 'dest: "{{ slurm_compute_layout.health_check_program }}"' in tasks["slurm_compute"]
-    assert 'dest: "{{ slurm_controller_layout.jobstats_tool }}"' in tasks["slurm_controller"]
+    assert "src: \"{{ slurm_compute_node.commands['ailab-gpu-health'] }}\"" in tasks["slurm_compute"]
     assert 'dest: "{{ slurm_controller_layout.jobstats_epilog }}"' in tasks["slurm_controller"]
-    script = (ROOT / "roles" / "slurm_compute" / "files" / "ailab-gpu-health").read_text()
+    script = (ROOT / "ailab" / "nodetools" / "gpuhealth.py").read_text()
     assert f'CONFIG = "{layout["health_check_config"]}"\n' in script  # a node tool: stdlib, no import

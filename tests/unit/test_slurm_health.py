@@ -3,11 +3,11 @@ nvidia-smi's output, reading the node's Slurm state, and drain/resume decisions.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-from tests.unit.scripts import load_node_script
-
-health = load_node_script("roles/slurm_compute/files/ailab-gpu-health", "ailab_gpu_health")
+health = importlib.import_module("ailab.nodetools.gpuhealth")
 
 T4x2 = {"node": "t4-01", "model": "t4", "product": "Tesla T4", "count": 2, "reason_prefix": "gpu-health:"}
 ROW0 = "0, Tesla T4, 00000000:3B:00.0\n"

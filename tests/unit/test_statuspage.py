@@ -469,13 +469,13 @@ def test_the_nginx_site_with_allowed_networks_and_port(sim):
     site = frontend.render_status_nginx(cluster, "fe")
     assert "listen 10.0.0.12:8081;" in site
     assert "allow 10.213.0.0/24;\n    allow 192.0.2.7/32;\n    deny all;" in site
-    assert frontend.status_page_settings(cluster, "fe", "/t", "/c")["url"] == "http://10.0.0.12:8081/"
+    assert frontend.status_page_settings(cluster, "fe", "/c")["url"] == "http://10.0.0.12:8081/"
 
 
 def test_the_units_run_the_page_unprivileged_every_minute(sim):
-    service = frontend.render_status_service(sim, "/usr/local/lib/ailab", "/etc/ailab")
+    service = frontend.render_status_service(sim, "/etc/ailab")
     assert (
-        "ExecStart=/usr/bin/python3 /usr/local/lib/ailab/statuspage.py --exporter "
+        "ExecStart=/usr/local/lib/ailab/node/bin/ailab-status-page --exporter "
         f"http://10.213.0.11:{monitoring.EXPORTER_PORT}/metrics --config /etc/ailab/policy.json "
         "--out /run/ailab-status/index.html --timeout 10\n"
     ) in service
@@ -496,7 +496,7 @@ def test_the_units_run_the_page_unprivileged_every_minute(sim):
     timer = frontend.render_status_timer(sim)
     assert "\nOnCalendar=*-*-* *:*:00\n" in timer and "\nOnActiveSec=1s\n" in timer
     assert "\nWantedBy=timers.target\n" in timer
-    settings = frontend.status_page_settings(sim, "fe01", "/usr/local/lib/ailab", "/etc/ailab")
+    settings = frontend.status_page_settings(sim, "fe01", "/etc/ailab")
     assert settings["service"] == service and settings["timer"] == timer
     assert settings["url"] == "http://10.213.0.10:80/" and settings["allow"] == ["10.213.0.0/24"]
 
@@ -507,7 +507,7 @@ def test_the_front_end_may_read_the_controllers_exporter_only(sim):
     cluster, problems = build_cluster(*with_status_page({"enabled": False}))
     assert problems == []
     assert monitoring.host_settings(cluster, "ctl")["scrapers"] == ["10.0.0.2"]
-    assert frontend.status_page_settings(cluster, "fe", "/t", "/c") == {"enabled": False}
+    assert frontend.status_page_settings(cluster, "fe", "/c") == {"enabled": False}
 
 
 # --- the model: ailab_monitoring.status_page ---------------------------------------------------------

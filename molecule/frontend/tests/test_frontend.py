@@ -26,7 +26,7 @@ def test_nginx_serves_the_status_page_on_the_cluster_address(host, cluster):
     so the page says its figures are unavailable, which is what it must do then."""
     from ailab.frontend import STATUS_PAGE_DIR, STATUS_PAGE_UNIT, STATUS_PAGE_USER, status_page_settings
 
-    settings = status_page_settings(cluster, "fe01", "/usr/local/lib/ailab", "/etc/ailab")
+    settings = status_page_settings(cluster, "fe01", "/etc/ailab")
     assert settings["enabled"]
     assert host.service("nginx").is_running and host.service("nginx").is_enabled
     assert host.service(f"{STATUS_PAGE_UNIT}.timer").is_running

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Slurm HealthCheckProgram of an AI-LAB GPU node (installed by role slurm_compute).
 
 Compares the GPUs ``nvidia-smi`` reports with what the inventory says the node has

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Keeps this node's CephFS mounts usable (role cephfs_client; run by ailab-cephfs-check.timer).
 
 For every mount in /etc/ceph/ailab-cephfs-check.json it looks once and acts:

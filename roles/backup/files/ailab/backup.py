@@ -1,1 +1,0 @@
-../../../../ailab/backup.py

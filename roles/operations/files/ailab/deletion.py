@@ -1,1 +1,0 @@
-../../../../ailab/deletion.py

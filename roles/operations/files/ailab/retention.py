@@ -1,1 +1,0 @@
-../../../../ailab/retention.py

@@ -1,1 +1,0 @@
-../../../ailab/nodetools/jobstats.py
