@@ -16,16 +16,24 @@ Which module holds what (the README's layout table has the rest of the repositor
 - Files rendered from the model, by pure functions listed in :mod:`ailab.render`: :mod:`ailab.slurm`
   (slurm.conf and friends; Slurm's paths, ports and database name as constants, ``ailab_layout`` for the
   roles; job_submit.lua is ``templates/job_submit.lua``), :mod:`ailab.monitoring`, :mod:`ailab.frontend`,
-  :mod:`ailab.containers`, :mod:`ailab.directory`, :mod:`ailab.backup`, :mod:`ailab.ceph`.
-- Operations (rules 1 and 8), copied onto the front-end by role operations (standard library only):
-  :mod:`ailab.retention` decides the yearly deletion (schedule, plan, state, order) and
-  :mod:`ailab.deletion` carries it out on the system (home file system, homes and manifest, accounts,
-  Slurm, the denied-users list); :mod:`ailab.maintenance` the maintenance windows; :mod:`ailab.notices` is
-  their runtime (configuration, state files, mail, ``run_command``, ``tool_main``).
-- Node-side scripts, standard library only: :mod:`ailab.nodetools` (roles copy them onto the nodes);
-  :mod:`ailab.mounts` reads the mount table for the tools that must not touch a hanging mount.
+  :mod:`ailab.containers`, :mod:`ailab.directory`, :mod:`ailab.backup` (``config_data``), :mod:`ailab.ceph`.
+- Operations (rules 1 and 8), on the front-end: :mod:`ailab.retention` decides the yearly deletion
+  (schedule, plan, state, order) and :mod:`ailab.deletion` carries it out on the system (home file system,
+  homes and manifest, accounts, Slurm, the denied-users list); :mod:`ailab.maintenance` the maintenance
+  windows (:mod:`ailab.reservations` reads Slurm's MAINT reservations, shared with the login message);
+  :mod:`ailab.notices` picks the notice due; their runtime is :mod:`ailab.runtime` (ToolError,
+  ``run_command``, ``tool_main``, atomic state files), their mail :mod:`ailab.mail`, their configuration
+  :mod:`ailab.opsconfig` (ops.json).  :mod:`ailab.backup` is ``ailab-backup``.  :mod:`ailab.operations`
+  is their controller side (``ailab maintenance ...`` through Ansible, ``ailab retention ...``).
+- The node package, :mod:`ailab.nodepkg`: every program that runs on a node (its ``COMMANDS``) with the
+  modules they import, standard library only, as one archive role common installs
+  (:mod:`ailab.nodeinstall` is the archive's installer).  :mod:`ailab.nodetools` holds the programs that
+  run only on nodes (login message, status page, jobstats, containers, exporter, idle GPUs, CephFS
+  watchdog, GPU health check); :mod:`ailab.mounts` reads the mount table for the tools that must not touch
+  a hanging mount.
 - The command line: :mod:`ailab.cli` dispatches the sub-commands :mod:`ailab.registry` lists
-  (:mod:`ailab.onboarding`, :mod:`ailab.stack_inventory`, :mod:`ailab.demo`, the simulator's ``ailab sim``);
+  (:mod:`ailab.onboarding`, :mod:`ailab.stack_inventory`, :mod:`ailab.operations`, :mod:`ailab.demo`, the
+  simulator's ``ailab sim``);
   :mod:`ailab.playbook` runs ansible-playbook and reads what it did from the event callback
   (plugins/callback/ailab_events.py).
 - Measuring and documenting: :mod:`ailab.bench`, :mod:`ailab.filter_bench`, :mod:`ailab.monitoring_bench`,
