@@ -428,11 +428,9 @@ def add_window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-notify", action="store_true", help="do not send notices now (the timer will)")
 
 
-def build_parser(prog: str = "ailab-maintenance") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Maintenance windows (rule 8).")
-    parser.add_argument("--config", default=os.environ.get("AILAB_OPS_CONFIG", DEFAULT_CONFIG))
-    parser.add_argument("--now", help="a fixed clock for notices, YYYY-MM-DD[THH:MM] (tests); also AILAB_NOW")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+def add_window_commands(sub: argparse._SubParsersAction) -> tuple[argparse.ArgumentParser, ...]:
+    """schedule, cancel and list: the same on the front-end (``ailab-maintenance``) and on the operator's
+    machine (``ailab maintenance``, ailab/operations.py, which runs the first through Ansible)."""
     sched = sub.add_parser("schedule", help="create a MAINT reservation on all nodes and notify users")
     add_window_args(sched)
     canc = sub.add_parser("cancel", help="delete a maintenance reservation and tell notified users")
@@ -440,6 +438,15 @@ def build_parser(prog: str = "ailab-maintenance") -> argparse.ArgumentParser:
     canc.add_argument("--no-notify", action="store_true")
     lst = sub.add_parser("list", help="maintenance reservations and how many notices went out")
     lst.add_argument("--json", action="store_true")
+    return sched, canc, lst
+
+
+def build_parser(prog: str = "ailab-maintenance") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Maintenance windows (rule 8).")
+    parser.add_argument("--config", default=os.environ.get("AILAB_OPS_CONFIG", DEFAULT_CONFIG))
+    parser.add_argument("--now", help="a fixed clock for notices, YYYY-MM-DD[THH:MM] (tests); also AILAB_NOW")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    add_window_commands(sub)
     noti = sub.add_parser("notify", help="send due notices (the daily timer)")
     noti.add_argument("--dry-run", action="store_true")
     return parser

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ailab.maintenance import add_window_args, window_from_args
+from ailab.maintenance import add_window_commands, window_from_args
 from ailab.retention import cycle_year, format_schedule, schedule_for
 from ailab.runtime import ToolError, parse_now, tool_main
 
@@ -112,14 +112,7 @@ def register_maintenance(sub: argparse._SubParsersAction) -> None:
     )
     main_parser.add_argument("--now", help="a fixed clock for notices (tests)")
     msub = main_parser.add_subparsers(dest="maintenance_cmd", required=True)
-    sched = msub.add_parser("schedule", help="create the reservation on all nodes and notify users")
-    add_window_args(sched)
-    canc = msub.add_parser("cancel", help="delete a maintenance reservation")
-    canc.add_argument("name")
-    canc.add_argument("--no-notify", action="store_true")
-    lst = msub.add_parser("list", help="list maintenance reservations")
-    lst.add_argument("--json", action="store_true")
-    for p in (sched, canc, lst):
+    for p in add_window_commands(msub):
         add_inventory_arg(p)
         p.set_defaults(func=_cmd_remote)
 
