@@ -245,7 +245,18 @@ def test_storage_restart_keeps_the_data_and_every_mount_recovers(sim, layout):
         # again only once the storage node is down.
         sim.stop(rebooted)
         sim.stop(storage)
-        sim.start(rebooted, timeout=420)
+        # Its boot fails the homes' mount after one attempt (cephfs_client_mount_timeout); the checks hold
+        # from then on, so the rest of the boot (the watchdog's own attempts) is not waited for.
+        sim.start(rebooted, wait=False)
+        unit = mount_unit_name(layout["home_root"])
+        poll(
+            f"the homes' mount on {rebooted} to fail",
+            lambda: (
+                sim.exec(rebooted, f"systemctl is-failed {unit}", check=False, timeout=60).stdout.strip()
+                == "failed"
+            ),
+            timeout=420,
+        )
         mounted = sim.exec(rebooted, f"findmnt -n {layout['home_root']}", check=False, timeout=60)
         assert mounted.returncode != 0, "homes mounted while the storage node is down?"
         if with_slurm:
