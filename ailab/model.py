@@ -302,6 +302,8 @@ class MonitoringSettings:
     alerts_from: str = ""  # default alertmanager@<cluster domain>
     node_down_minutes: int = 2  # a node's exporter unreachable this long: NodeDown
     idle_gpu_minutes: int = 30  # a job's GPU at 0 % this long: JobGpuIdle
+    # Alertmanager's group_wait: how long a new alert waits for others of its group before the mail goes out.
+    alert_group_wait_s: int = 30
     cephfs_full_percent: int = 85
     # External Ceph: the mgr prometheus module's endpoints (host:port) to scrape; managed Ceph: the ceph
     # group's hosts, on the module's port (role ceph_cluster enables it).

@@ -283,7 +283,7 @@ def alertmanager_config(cluster: Cluster) -> dict[str, Any]:
     route: dict[str, Any] = {
         "receiver": "nobody",
         "group_by": ["alertname", "instance", "node"],
-        "group_wait": "30s",
+        "group_wait": f"{m.alert_group_wait_s}s",
         "group_interval": "5m",
         "repeat_interval": "12h",
     }

@@ -587,14 +587,17 @@ class Sim:
             raise SimError(f"node {node!r} has no container", "ailab sim up")
         self.docker.run(["stop", self.container(node)], timeout=120)
 
-    def start(self, node: str, timeout: float = 300) -> None:
+    def start(self, node: str, timeout: float = 300, wait: bool = True) -> None:
+        """Start ``node``'s container and wait until systemd has finished booting it (``wait``: False
+        returns once the container runs, e.g. to watch one unit of a boot that waits on a fault)."""
         state, _ = self._state(node)
         if state == "absent":
             raise SimError(f"node {node!r} has no container", "ailab sim up")
         if state != "running":
             hostcheck.ensure_limits(self.progress)
             self.docker.run(["start", self.container(node)])
-        self.wait_ready([node], timeout=timeout)
+        if wait:
+            self.wait_ready([node], timeout=timeout)
 
     def disconnect(self, node: str) -> bool:
         """Take ``node`` off the simulator network (as if its cable were pulled).  False: it already was."""

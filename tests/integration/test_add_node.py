@@ -5,7 +5,9 @@ creates only its container; ``playbooks/add-nodes.yml`` (site.yml between job ch
 makes the controller and every node learn it.  The old jobs keep running (same start time, no requeue) and
 complete; the new node becomes IDLE and runs a job.  Afterwards the node is removed the way an operator
 would (drain, converge the original inventory so slurmctld restarts without it, `ailab sim prune`), so the
-shared cluster is back as it was.  Marked ``lifecycle``: it runs after every other integration test.
+shared cluster is back as it was: the converge runs site.yml's plays of the roles the addition changed on
+the other nodes (/etc/hosts, the Slurm files, Prometheus' targets), all of site.yml if the addition failed.
+Marked ``lifecycle``: it runs after every other integration test.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import yaml
 
 from ailab.monitoring import PROMETHEUS_PORT
 from ailab.playbook import run_playbook
-from tests.integration.conftest import INVENTORY, explain, record_timing
+from tests.integration.conftest import INVENTORY, explain, record_timing, site_plays
 
 PLAYBOOK = "playbooks/add-nodes.yml"
 pytestmark = pytest.mark.lifecycle
@@ -67,6 +69,22 @@ def wait_state(sim, node: str, job: str, want: str, timeout: float = 300) -> str
         time.sleep(3)
 
 
+def roles_changed_elsewhere(result, node: str) -> set[str] | None:
+    """The roles whose tasks add-nodes.yml changed on the nodes other than ``node`` (what the removal must put
+    back); None when the playbook did not run through, or changed something outside a role there."""
+    if result is None or not result.ok:
+        return None
+    roles = set()
+    for task, host in result.changed_tasks:
+        if host == node:
+            continue
+        role, sep, _ = task.partition(" : ")
+        if not sep:
+            return None
+        roles.add(role)
+    return roles or None
+
+
 @pytest.fixture
 def added(sim, tmp_path):
     from simulator.api import Sim
@@ -75,14 +93,16 @@ def added(sim, tmp_path):
     copy = copy_with_node(tmp_path, name, address)
     bigger = Sim(copy)
     jobs: list[str] = []
-    yield {"name": name, "inventory": copy, "sim": bigger, "jobs": jobs}
+    added = {"name": name, "inventory": copy, "sim": bigger, "jobs": jobs, "result": None}
+    yield added
     # Back to the shared cluster as it was: drain, converge without the node, remove its container.
     ctl = sim.cluster.controllers[0].name
     for job in jobs:  # only left if the test failed half-way
         sim.exec(ctl, f"scancel {job}", check=False)
     sim.exec(ctl, f"scontrol update NodeName={name} State=DRAIN Reason=test-cleanup", check=False)
     sim.exec(ctl, f"scancel --nodelist={name}", check=False)
-    back = run_playbook(INVENTORY, "site.yml")
+    roles = roles_changed_elsewhere(added["result"], name)
+    back = run_playbook(INVENTORY, str(site_plays(roles, "remove-node")) if roles else "site.yml")
     assert back.ok, f"converging the original inventory failed:\n{explain(back)}"
     record_timing("remove_node_converge_seconds", back.seconds)
     pruned = Sim(INVENTORY).prune()
@@ -131,6 +151,7 @@ def test_adding_a_node_loses_no_job(sim, added):
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     result = run_playbook(added["inventory"], PLAYBOOK)
+    added["result"] = result
     seconds = time.monotonic() - start
     watcher.join(timeout=120)
     stop.set()

@@ -12,6 +12,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -239,9 +240,23 @@ def test_storage_restart_keeps_the_data_and_every_mount_recovers(sim, layout):
     with_slurm = slurm_ready(sim, fe)
     digest = write_random(sim, fe, path, alice)
     try:
-        sim.stop(storage)
+        # The compute node goes down first, while its mounts can still be unmounted cleanly (stopped after
+        # the storage node, its shutdown would wait on the hung mounts until Docker kills it); it boots
+        # again only once the storage node is down.
         sim.stop(rebooted)
-        sim.start(rebooted, timeout=420)
+        sim.stop(storage)
+        # Its boot fails the homes' mount after one attempt (cephfs_client_mount_timeout); the checks hold
+        # from then on, so the rest of the boot (the watchdog's own attempts) is not waited for.
+        sim.start(rebooted, wait=False)
+        unit = mount_unit_name(layout["home_root"])
+        poll(
+            f"the homes' mount on {rebooted} to fail",
+            lambda: (
+                sim.exec(rebooted, f"systemctl is-failed {unit}", check=False, timeout=60).stdout.strip()
+                == "failed"
+            ),
+            timeout=420,
+        )
         mounted = sim.exec(rebooted, f"findmnt -n {layout['home_root']}", check=False, timeout=60)
         assert mounted.returncode != 0, "homes mounted while the storage node is down?"
         if with_slurm:
@@ -250,14 +265,18 @@ def test_storage_restart_keeps_the_data_and_every_mount_recovers(sim, layout):
         started = time.monotonic()
         sim.start(storage, timeout=420)
 
+        # Read as the student, every node at once; root's shell runs the read, so the time limit covers all
+        # of it (a shell of the student's would read its profile from the hung home, and Docker would wait
+        # in the home as the working directory, before any time limit started).
+        read = f"timeout -s KILL 15 runuser -u {alice.name} -- sha256sum {shlex.quote(path)}"
+
+        def same_on(node: str) -> bool:
+            got = sim.exec(node, read, check=False, timeout=30)
+            return got.returncode == 0 and got.stdout.split()[:1] == [digest]
+
         def same_everywhere():
-            for node in [fe, *layout["compute"]]:
-                got = sim.exec(
-                    node, f"timeout -s KILL 15 sha256sum {path}", user=alice.name, check=False, timeout=60
-                )
-                if got.returncode != 0 or got.stdout.split()[0] != digest:
-                    return False
-            return True
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                return all(pool.map(same_on, [fe, *layout["compute"]]))
 
         poll("the file is readable with the same bytes on every node", same_everywhere, timeout=420)
         # Like a machine's disk, the restarted nodes kept what role common wrote into /etc/hosts.
@@ -307,8 +326,10 @@ def test_a_client_that_hangs_for_good_is_aborted_and_mounted_again(sim, layout):
 
         def replaced():
             now = sim.exec(node, f"pgrep -f {pattern}", check=False).stdout.split()
+            if not now or now == frozen:  # not yet: no need to wait out a probe of the frozen mount
+                return False
             answers = sim.exec(node, f"timeout -s KILL 10 stat -t {layout['home_root']}/.", check=False)
-            return now and now != frozen and answers.returncode == 0
+            return answers.returncode == 0
 
         poll("a new client answering in place of the frozen one", replaced, timeout=grace + 150)
         recovered = time.monotonic() - started

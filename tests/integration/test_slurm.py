@@ -194,7 +194,11 @@ def test_gpu_failure_drains_the_node_and_repair_resumes_it(sim, fe):
     node = sim.cluster.hosts["t4-02"] if "t4-02" in sim.cluster.hosts else sim.cluster.compute[-1]
     product = GPU_MODELS[node.hardware.gpu.model].product
     wait_for(f"{node.name} to be idle", lambda: node_state(sim, fe, node.name)[0] == "idle", timeout=120)
-    deadline = 3 * HEALTH_CHECK_INTERVAL + 30
+    # The interval slurmd runs the check at: the rendered HEALTH_CHECK_INTERVAL unless the inventory's
+    # ailab_slurm.extra_config sets it (inventory/sim: 10 s).
+    interval = int(dict(sim.cluster.slurm.extra_config).get("HealthCheckInterval", HEALTH_CHECK_INTERVAL))
+    assert show_config(sim, fe)["HealthCheckInterval"] == f"{interval} sec"
+    deadline = 3 * interval + 30
     sim.gpu_fail(node.name, 1)
     try:
         _state, reason = wait_for(

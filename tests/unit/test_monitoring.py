@@ -99,6 +99,12 @@ def test_alerts_are_mailed_through_the_operations_front_end():
     assert monitoring.host_settings(cluster, "ctl")["smtp_clients"] == []
 
 
+def test_alertmanager_waits_30_s_for_a_group_unless_the_inventory_says_otherwise():
+    assert yaml.safe_load(render("alertmanager.yml", model()))["route"]["group_wait"] == "30s"
+    quick = model({"alert_group_wait_s": 5})
+    assert yaml.safe_load(render("alertmanager.yml", quick))["route"]["group_wait"] == "5s"
+
+
 def test_without_recipients_nothing_is_mailed_and_no_smtp_is_opened():
     # Nor any student (rule 6's idle-GPU mail off; with it on, test_idle_gpus.py shows the MTA opened).
     groups, hostvars = with_monitoring()
@@ -166,6 +172,7 @@ BAD = [
     ({"scrape_interval_s": 2}, ("ctl",), ("scrape_interval_s", "minimum 5")),
     ({"retention": "30d"}, ("ctl",), ("ailab_monitoring.retention", "unknown field", "retention_days")),
     ({"idle_gpu_minutes": 0}, ("ctl",), ("idle_gpu_minutes", "minimum 1")),
+    ({"alert_group_wait_s": -1}, ("ctl",), ("alert_group_wait_s", "minimum 0")),
 ]
 
 
