@@ -39,6 +39,14 @@ def _current(root: Path) -> str:
         return ""
 
 
+def replace_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` with one rename: a reader sees the old target or the new one."""
+    new = link.with_name(f".{link.name}.{os.getpid()}")
+    new.unlink(missing_ok=True)
+    os.symlink(target, new)
+    os.replace(new, link)
+
+
 def install(archive: Path, root: Path, retire: Sequence[str] = ()) -> dict[str, object]:
     os.umask(0o022)  # every user runs the launchers: directories 0755, files 0644 (bin/ 0755)
     with zipfile.ZipFile(archive) as z:
@@ -70,10 +78,7 @@ def install(archive: Path, root: Path, retire: Sequence[str] = ()) -> dict[str, 
             shutil.rmtree(target, ignore_errors=True)  # a crashed install's leftovers
             os.rename(tmp, target)
     previous = _current(root)
-    new_link = root / f".node.{os.getpid()}"
-    new_link.unlink(missing_ok=True)
-    os.symlink(link, new_link)
-    os.replace(new_link, root / "node")
+    replace_symlink(root / "node", link)
     keep = {version, previous.rpartition("/")[2]}
     for old in releases.iterdir():
         if old.name not in keep:

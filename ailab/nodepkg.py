@@ -39,6 +39,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ailab.nodeinstall import replace_symlink
+from ailab.runtime import write_atomic
+
 PACKAGE_DIR = Path(__file__).resolve().parent  # ailab/
 ROOT = "/usr/local/lib/ailab"  # on every node
 ARCHIVE = f"{ROOT}/ailab-node.zip"
@@ -261,13 +264,9 @@ def build(cache_dir: Path | None = None) -> Path:
     path = cache_dir / f"ailab-node-{version(files)}.zip"
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
-        _write_atomic(path, archive_bytes(files))
+        write_atomic(path, archive_bytes(files), mode=0o644)
         _prune(cache_dir)
-    link = cache_dir / f".source-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        link.unlink()
-    os.symlink(path.name, link)
-    os.replace(link, index)
+    replace_symlink(index, path.name)
     return path
 
 
@@ -280,11 +279,3 @@ def _prune(cache_dir: Path) -> None:
         with contextlib.suppress(OSError):
             if now - entry.lstat().st_mtime > PRUNE_AFTER_S:
                 entry.unlink()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".ailab-node-", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)

@@ -11,13 +11,16 @@ from pathlib import Path
 from ailab import nodepkg
 
 
+def run_install(archive: Path, root: Path, *options: str) -> subprocess.CompletedProcess:
+    """``python3 ARCHIVE install --root ROOT OPTIONS``, as role common runs it."""
+    argv = [sys.executable, str(archive), "install", "--root", str(root), *options]
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
 def install(tmp_path: Path) -> Path:
     """Build the archive of the current source and install it under ``tmp_path/root``; the release."""
-    archive = nodepkg.build(tmp_path / "cache")
     root = tmp_path / "root"
-    out = subprocess.run(
-        [sys.executable, str(archive), "install", "--root", str(root)], capture_output=True, text=True
-    )
+    out = run_install(nodepkg.build(tmp_path / "cache"), root)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["changed"] is True
     return root / "node"

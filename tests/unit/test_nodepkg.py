@@ -82,9 +82,7 @@ def test_it_installs_itself_once_per_version_and_keeps_the_release_before(tmp_pa
     root = tmp_path / "root"
 
     def install(archive: Path) -> dict:
-        out = subprocess.run(
-            [sys.executable, str(archive), "install", "--root", str(root)], capture_output=True, text=True
-        )
+        out = node_package.run_install(archive, root)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
@@ -160,8 +158,7 @@ def test_what_the_roles_installed_before_is_removed_with_the_first_release(tmp_p
     archive = nodepkg.build(tmp_path / "cache")
 
     def run(*retire: str) -> subprocess.CompletedProcess:
-        argv = [sys.executable, str(archive), "install", "--root", str(tmp_path / "root")]
-        return subprocess.run(argv + [f"--retire={p}" for p in retire], capture_output=True, text=True)
+        return node_package.run_install(archive, tmp_path / "root", *(f"--retire={p}" for p in retire))
 
     bad = run("relative/path")
     assert bad.returncode == 2 and "--retire 'relative/path': not an absolute path" in bad.stderr
