@@ -1,6 +1,6 @@
 """The mount table and mounts that may hang: what the node-side tools check before they touch a file system.
 
-Standard library only (copied to the nodes with the operations and backup tools).
+Standard library only: part of the node package (ailab/nodepkg.py) with the operations and backup tools.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Load a program a role installs on nodes (roles/<role>/files/<name>, no ".py") as a module, so its
-pure parts can be unit-tested."""
+"""Load an Ansible module of ours (roles/<role>/library/*.py, plugins/modules/*.py) as a Python module, so
+its pure parts can be unit-tested."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CephFS mount watchdog's pure parts (roles/cephfs_client/files/ailab-cephfs-check): what it does
+"""The CephFS mount watchdog's pure parts (ailab/nodetools/cephfscheck.py): what it does
 about a mount from one probe and what earlier runs saw, the MDS map verdict, the FUSE connection id, and
 its settings (ailab.ceph.mount_check_config)."""
 

@@ -123,7 +123,7 @@ NODES_BUSY = (
 )
 
 # Not captured (the shared simulated cluster was left alone): the formats Slurm 22.05 prints for a drained
-# node (as roles/slurm_compute/files/ailab-gpu-health sees it), a multi-node job and a slurmctld down.
+# node (as ailab/nodetools/gpuhealth.py sees it), a multi-node job and a slurmctld down.
 T4_01_BUSY = NODES_BUSY.splitlines()[1]
 T4_01_DRAINING = T4_01_BUSY.replace("State=MIXED", "State=MIXED+DRAIN") + (
     " Reason=gpu-health: GPU 1 (Tesla T4) missing: expected 2x t4, found 1 [root@2026-11-23T09:47:01]"

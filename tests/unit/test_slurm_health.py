@@ -1,4 +1,4 @@
-"""The GPU health check's pure parts (roles/slurm_compute/files/ailab-gpu-health): the verdict from
+"""The GPU health check's pure parts (ailab/nodetools/gpuhealth.py): the verdict from
 nvidia-smi's output, reading the node's Slurm state, and drain/resume decisions."""
 
 from __future__ import annotations
