@@ -61,11 +61,16 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 integration: host venv
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q $(TEST_PARALLEL) tests/integration
 
-# One pytest run over unit and integration tests, so its closing line counts everything.
+# One pytest run over unit and integration tests, so its closing line counts everything.  Two workers
+# (pytest-xdist), each with a simulated cluster of its own; a test module runs whole on one of them
+# (tests/integration/conftest.py).  TEST_WORKERS=0 runs everything in one process on one cluster.
 test: host venv lint
-	$(BIN)/pytest -q --durations=15 tests
+	$(BIN)/pytest -q --durations=15 $(TEST_PARALLEL) tests
+
+TEST_WORKERS ?= 2
+TEST_PARALLEL = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 
 bench: host venv
 	$(BIN)/python -m ailab.bench -i $(INVENTORY) $(BENCH_ARGS)

@@ -119,6 +119,20 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
+def new_log(directory: Path, stem: str) -> Path:
+    """``directory/<stem>.log``, or ``<stem>-2.log``, ... when another run (e.g. the other test worker's, in
+    the same second) has it: the name is claimed by creating the file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = directory / (f"{stem}.log" if n == 1 else f"{stem}-{n}.log")
+        try:
+            path.touch(exist_ok=False)
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"no free log name for {stem} in {directory}")
+
+
 def run_playbook(
     inventory: str | os.PathLike[str],
     playbook: str | os.PathLike[str] = "site.yml",
@@ -131,7 +145,7 @@ def run_playbook(
     """Run a playbook from the project root; stream its output into ``log``; print progress lines."""
     exe = Path(sys.executable).parent / "ansible-playbook"
     cmd = [str(exe) if exe.exists() else "ansible-playbook", "-i", str(inventory), str(playbook), *extra_args]
-    log = log or ROOT / ".cache" / "logs" / f"{Path(playbook).stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log = log or new_log(ROOT / ".cache" / "logs", f"{Path(playbook).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     log.parent.mkdir(parents=True, exist_ok=True)
     events = EventReader(log.with_suffix(".events.jsonl"))
     events.path.unlink(missing_ok=True)

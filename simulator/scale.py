@@ -10,6 +10,7 @@ files.  Bad input (N below 1, more nodes than the subnet holds) is refused befor
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,68 @@ def write_scale_inventory(
     )
     set_sim_network(dest, prefix, subnet)
     return nodes
+
+
+def renumber(name: str, offset: int) -> str:
+    """``name`` with ``offset`` added to its trailing number, the number's width kept (``t4-01`` + 50 is
+    ``t4-51``).  A name without a trailing number is refused: the copy could not tell its nodes apart."""
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    if not match:
+        raise SimError(
+            f"compute node {name!r} does not end in a number, so a copy of the inventory cannot renumber it",
+            "name compute nodes <class>-NN, as inventory/sim does (t4-01)",
+            exit_code=2,
+        )
+    stem, number = match.groups()
+    return f"{stem}{int(number) + offset:0{len(number)}d}"
+
+
+def copy_hosts_yml(source: dict, cluster: Cluster, subnet: str, offset: int) -> dict:
+    """The source's hosts.yml tree with every host moved onto ``subnet`` (same last octet) and each compute
+    node renumbered by ``offset`` (:func:`renumber`): the same classes, node counts and order, other names."""
+    net = ipaddress.ip_network(subnet)
+    data = yaml.safe_load(yaml.safe_dump(source, sort_keys=False))  # a deep copy, in the source's order
+
+    def visit(group: dict, compute: bool) -> None:
+        for name, child in (group.get("children") or {}).items():
+            visit(child or {}, compute or name in cluster.node_classes)
+        hosts = group.get("hosts") or {}
+        if compute:
+            hosts = {renumber(host, offset): vars_ for host, vars_ in hosts.items()}
+            if hosts:
+                group["hosts"] = hosts
+        for vars_ in hosts.values():
+            if vars_ and "ailab_address" in vars_:
+                vars_["ailab_address"] = readdress(vars_["ailab_address"], net)
+
+    visit(data["all"], False)
+    return data
+
+
+def write_copy_inventory(
+    source_dir: Path, cluster: Cluster, dest: Path, *, prefix: str, subnet: str, offset: int
+) -> None:
+    """Copy ``source_dir`` to ``dest`` as a second simulated cluster that runs beside the first (the
+    integration suite's other worker): its own ``ailab_sim`` prefix, network and subnet, and its compute
+    nodes renumbered by ``offset``, since Slurm names its host cgroups by node (``slurm_<node>``, shared by
+    every container on the machine)."""
+    if cluster.sim is None:
+        raise SimError(f"{source_dir} is not a simulated inventory (no ailab_sim)", "use inventory/sim", 2)
+    if ipaddress.ip_network(subnet).prefixlen != ipaddress.ip_network(cluster.sim.subnet).prefixlen:
+        raise SimError(
+            f"subnet {subnet} is not the size of the source's {cluster.sim.subnet}: the hosts keep "
+            "their last octet", f"pick a /{ipaddress.ip_network(cluster.sim.subnet).prefixlen}", exit_code=2,
+        )  # fmt: skip
+    hosts = yaml.safe_load((source_dir / "hosts.yml").read_text())
+    data = copy_hosts_yml(hosts, cluster, subnet, offset)  # refuses bad names before anything is written
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source_dir, dest)
+    (dest / "hosts.yml").write_text(
+        f"# Generated from {source_dir} (simulator/scale.py, write_copy_inventory): a second cluster.\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    set_sim_network(dest, prefix, subnet)
 
 
 # The emulation's scale run (``make bench``, issue 15): production-like GPU nodes in ten classes.  Each

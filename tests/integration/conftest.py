@@ -9,6 +9,10 @@
 Environment: ``AILAB_SIM_INVENTORY`` (default inventory/sim) picks the simulated inventory;
 ``AILAB_KEEP_SIM=1`` keeps the cluster after the run.  A cluster that was already fully running before the
 run (e.g. after ``make up``) is kept too; one the run created is removed.
+
+Under pytest-xdist (``make test``: ``-n 2 --dist loadfile``) every worker has a cluster of its own: the first
+(``gw0``) uses that inventory, each other one a copy of it that runs beside it (:func:`worker_inventory`).
+A test module runs whole on one worker, so a test that breaks and restores its cluster never meets another.
 """
 
 from __future__ import annotations
@@ -27,8 +31,38 @@ from ailab.playbook import PlaybookResult, run_playbook
 from tests.integration import molecule_runner
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = Path(os.environ.get("AILAB_SIM_INVENTORY", ROOT / "inventory" / "sim"))
-TIMINGS = ROOT / ".cache" / "integration-timings.json"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under pytest-xdist
+WORKER_SUBNETS = "10.215.{index}.0/24"  # the other workers' clusters (inventory/sim is on 10.213.0.0/24)
+WORKER_NODE_OFFSET = 50  # their compute nodes: t4-01 becomes t4-51 on gw1 (Slurm's cgroups are per name)
+
+
+def worker_index(worker: str) -> int:
+    """0 for the first xdist worker (``gw0``) and without xdist, N for ``gwN``."""
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+def worker_inventory(source: Path, worker: str) -> Path:
+    """The simulated inventory of this worker: ``source`` for the first, else a copy written to
+    .cache/sim-<worker> with its own prefix (``<prefix>-wN``), subnet and compute node names
+    (simulator/scale.py, write_copy_inventory)."""
+    index = worker_index(worker)
+    if index == 0:
+        return source
+    from ailab.inventory import load_cluster
+    from simulator.scale import write_copy_inventory
+
+    cluster = load_cluster(source)[0]
+    dest = ROOT / ".cache" / f"sim-{worker}"
+    write_copy_inventory(
+        source, cluster, dest, prefix=f"{cluster.sim.prefix}-w{index}",
+        subnet=WORKER_SUBNETS.format(index=index), offset=WORKER_NODE_OFFSET * index,
+    )  # fmt: skip
+    return dest
+
+
+INVENTORY = worker_inventory(Path(os.environ.get("AILAB_SIM_INVENTORY", ROOT / "inventory" / "sim")), WORKER)
+CACHE_SUFFIX = f"-{WORKER}" if worker_index(WORKER) else ""  # the .cache files each worker writes
+TIMINGS = ROOT / ".cache" / f"integration-timings{CACHE_SUFFIX}.json"
 
 
 def pytest_collection_modifyitems(items):
@@ -46,15 +80,12 @@ def is_molecule_item(item) -> bool:
 
 
 def pytest_collection_finish(session):
-    """Start the selected Molecule scenarios in the background (tests/integration/molecule_runner.py)."""
-    if session.config.option.collectonly:
+    """Start the selected Molecule scenarios in the background (tests/integration/molecule_runner.py).
+    Under xdist, its controller does (tests/conftest.py), not a worker."""
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
         return
     scenarios = [item.callspec.params["scenario"] for item in session.items if is_molecule_item(item)]
     molecule_runner.start(ROOT, scenarios)
-
-
-def pytest_sessionfinish(session):
-    molecule_runner.stop()
 
 
 def site_yml_plays(path: Path = ROOT / "site.yml") -> list[dict]:
@@ -78,7 +109,7 @@ def site_plays(roles: set[str], name: str) -> Path:
     ]
     missing = roles - {r["role"] for p in wanted for r in p.get("roles", [])}
     assert not missing, f"site.yml applies no role {sorted(missing)}"
-    path = ROOT / ".cache" / f"{name}.yml"
+    path = ROOT / ".cache" / f"{name}{CACHE_SUFFIX}.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(wanted, sort_keys=False))
     return path

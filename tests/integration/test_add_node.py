@@ -38,11 +38,10 @@ def free_address(sim) -> str:
 
 
 def new_node_name(sim) -> str:
+    """The next T4 name after the highest (t4-03 after t4-02; t4-53 on a worker's copy with t4-52)."""
     t4 = sim.cluster.node_classes["compute_t4"]
-    index = len(t4.hosts) + 1
-    while f"t4-{index:02d}" in sim.cluster.hosts:
-        index += 1
-    return f"t4-{index:02d}"
+    numbers = [int(name.rpartition("-")[2]) for name in t4.hosts if name.rpartition("-")[2].isdigit()]
+    return f"t4-{max(numbers, default=0) + 1:02d}"
 
 
 def copy_with_node(tmp_path: Path, name: str, address: str) -> Path:

@@ -15,9 +15,16 @@ SCENARIOS = scenario_names(ROOT / "molecule")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario_passes(scenario):
+def test_molecule_scenario_passes(scenario, request):
     runner = molecule_runner.current()
-    run = runner.result(scenario) if runner else molecule_runner.run_scenario(ROOT, scenario)
+    workerinput = getattr(request.config, "workerinput", None)
+    if runner:
+        run = runner.result(scenario)
+    elif workerinput is not None and molecule_runner.background_enabled():  # xdist: the controller runs it
+        timeout = molecule_runner.waiting_timeout(len(SCENARIOS))
+        run = molecule_runner.wait_result(ROOT, scenario, workerinput["testrunuid"], timeout)
+    else:
+        run = molecule_runner.run_scenario(ROOT, scenario)
     record_timing(f"molecule_{scenario}_seconds", run.seconds)
     if run.returncode != 0:
         pytest.fail(f"molecule test -s {scenario} exited {run.returncode} (log: {run.log}):\n{run.tail()}")

@@ -84,3 +84,37 @@ def test_the_background_switch(value, enabled):
 def test_a_bad_background_switch_names_the_variable_and_the_fix():
     with pytest.raises(ValueError, match="AILAB_MOLECULE_BACKGROUND='maybe' -- fix: set it to 1"):
         molecule_runner.background_enabled({"AILAB_MOLECULE_BACKGROUND": "maybe"})
+
+
+def test_under_xdist_each_result_reaches_a_test_in_another_process_through_its_file(tmp_path):
+    def run(root, scenario, started):
+        if scenario == "bad":
+            raise FileNotFoundError("molecule")
+        return ScenarioRun(scenario, 3, 1.5, tmp_path / f"{scenario}.log")
+
+    runner = Runner(tmp_path, ["a", "bad"], run=run, run_id="run2").start()
+    runner.result("a")
+    got = molecule_runner.wait_result(tmp_path, "a", "run2", timeout=5, poll=0.01)
+    assert got == ScenarioRun("a", 3, 1.5, tmp_path / "a.log")
+    with pytest.raises(RuntimeError, match="scenario bad failed to run: FileNotFoundError"):
+        molecule_runner.wait_result(tmp_path, "bad", "run2", timeout=5, poll=0.01)
+
+
+def test_a_result_of_an_earlier_run_is_not_taken(tmp_path):
+    molecule_runner.write_result(tmp_path, "run1", "a", ScenarioRun("a", 0, 1.0, tmp_path / "a.log"))
+    with pytest.raises(TimeoutError, match="scenario a: no result of run run2"):
+        molecule_runner.wait_result(tmp_path, "a", "run2", timeout=0.05, poll=0.01)
+    molecule_runner.write_result(tmp_path, "run2", "a", None, "scenario a not run: the session ended first")
+    with pytest.raises(RuntimeError, match="session ended first"):
+        molecule_runner.wait_result(tmp_path, "a", "run2", timeout=1, poll=0.01)
+
+
+def test_the_scenarios_are_read_from_the_collected_test_ids():
+    ids = [
+        "tests/unit/test_x.py::test_y[a]",
+        "tests/integration/test_molecule.py::test_molecule_scenario_passes[common]",
+        "tests/integration/test_slurm.py::test_z",
+        "tests/integration/test_molecule.py::test_molecule_scenario_passes[slurm_compute]",
+    ]
+    assert molecule_runner.scenarios_of(ids) == ["common", "slurm_compute"]
+    assert molecule_runner.waiting_timeout(2) > 2 * molecule_runner.SCENARIO_TIMEOUT

@@ -9,7 +9,7 @@ import pytest
 from ailab.bench import spread
 from ailab.inventory import load_cluster
 from simulator.errors import SimError
-from simulator.scale import plan_nodes, write_scale_inventory
+from simulator.scale import plan_nodes, renumber, write_copy_inventory, write_scale_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "inventory" / "sim"
@@ -63,3 +63,40 @@ def test_the_scratch_inventory_passes_the_check_and_runs_beside_the_test_cluster
 
 def test_spread_is_min_median_max():
     assert spread([3.0, 1.0, 2.0, 10.0]) == {"min": 1.0, "median": 3.0, "max": 10.0}
+
+
+def test_a_copy_of_the_inventory_is_a_second_cluster_with_its_own_names(tmp_path, cluster):
+    dest = tmp_path / "inv"
+    write_copy_inventory(SOURCE, cluster, dest, prefix="ailab-w1", subnet="10.215.1.0/24", offset=50)
+    copy, problems = load_cluster(dest, strict=False)
+    assert problems == []
+    names = [h.name.rpartition("-") for h in cluster.compute]
+    renamed = {f"{stem}-{int(number) + 50:02d}" for stem, _, number in names}
+    assert [h.name for h in copy.compute] == [renumber(h.name, 50) for h in cluster.compute]
+    assert {h.name for h in copy.compute} == renamed and not renamed & set(cluster.hosts)
+    assert {c: len(nc.hosts) for c, nc in copy.node_classes.items()} == {
+        c: len(nc.hosts) for c, nc in cluster.node_classes.items()
+    }
+    assert copy.sim.prefix == "ailab-w1" and copy.sim.subnet == "10.215.1.0/24"
+    assert {h.address.rpartition(".")[2] for h in copy.hosts.values()} == {
+        h.address.rpartition(".")[2] for h in cluster.hosts.values()
+    }
+    assert all(h.address.startswith("10.215.1.") for h in copy.hosts.values())
+    assert copy.users == cluster.users and copy.secrets_dir != cluster.secrets_dir
+
+
+@pytest.mark.parametrize(
+    ("name", "offset", "want"), [("t4-01", 50, "t4-51"), ("a40-1", 50, "a40-51"), ("n007", 3, "n010")]
+)
+def test_renumber_keeps_the_width(name, offset, want):
+    assert renumber(name, offset) == want
+
+
+def test_a_copy_is_refused_before_anything_is_written(tmp_path, cluster):
+    with pytest.raises(SimError) as err:
+        renumber("gpu", 50)
+    assert "'gpu' does not end in a number" in str(err.value) and "t4-01" in err.value.fix
+    with pytest.raises(SimError) as err:
+        write_copy_inventory(SOURCE, cluster, tmp_path / "inv", prefix="x", subnet="10.215.0.0/16", offset=50)
+    assert "not the size" in str(err.value) and "/24" in err.value.fix
+    assert not (tmp_path / "inv").exists()
