@@ -14,6 +14,14 @@ def _xdist_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def pytest_configure(config):
+    """Under xdist, hand out the test files in the order collection left them (tests/integration/conftest.py:
+    the lifecycle tests after the others, Molecule's last), not largest first: a worker that took the
+    Molecule file early would wait there for the whole queue while the other ran every integration test."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     """xdist's controller: start the Molecule queue once, for the scenarios the workers collected; their
