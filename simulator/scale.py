@@ -21,6 +21,10 @@ from ailab.model import GROUP_COMPUTE, Cluster
 from simulator.errors import SimError
 
 FIRST_COMPUTE_OFFSET = 20  # compute nodes from .21 on: the service hosts keep their addresses below
+# Slurm settings of inventory/sim that only make its tests quicker, left out of a scale inventory so the
+# rendered defaults apply: a GPU health check every 10 s on 64 nodes kept the 2-core machine saturated
+# (load about 290), and systemd's hostnamed then timed out on a third of the nodes in the no-op converge.
+SCALE_DROPPED_SLURM_EXTRA = ("HealthCheckInterval",)
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,19 @@ def write_scale_inventory(
         + yaml.safe_dump(scale_hosts_yml(yaml.safe_load(hosts_file.read_text()), cluster, nodes, subnet))
     )
     set_sim_network(dest, prefix, subnet)
+    drop_slurm_extra(dest, SCALE_DROPPED_SLURM_EXTRA)
     return nodes
+
+
+def drop_slurm_extra(inventory: Path, keys: tuple[str, ...]) -> None:
+    """Remove ``keys`` from ``ailab_slurm.extra_config`` of the inventory copy at ``inventory``."""
+    cluster_file = inventory / "group_vars" / "all" / "cluster.yml"
+    data = yaml.safe_load(cluster_file.read_text())
+    extra = (data.get("ailab_slurm") or {}).get("extra_config") or {}
+    if not any(k in extra for k in keys):
+        return
+    data["ailab_slurm"]["extra_config"] = {k: v for k, v in extra.items() if k not in keys}
+    cluster_file.write_text(yaml.safe_dump(data, sort_keys=False, width=4096))
 
 
 def renumber(name: str, offset: int) -> str:

@@ -59,6 +59,10 @@ def test_the_scratch_inventory_passes_the_check_and_runs_beside_the_test_cluster
     assert scaled.users == cluster.users and scaled.policy == cluster.policy
     assert scaled.secrets_dir != cluster.secrets_dir  # its own keys: the secrets dir names the prefix
     assert (SOURCE / "hosts.yml").read_text() != (dest / "hosts.yml").read_text()
+    # the simulator's 10 s GPU health check (for its tests) is left out: the rendered default applies
+    source_extra, scaled_extra = dict(cluster.slurm.extra_config), dict(scaled.slurm.extra_config)
+    assert "HealthCheckInterval" in source_extra and "HealthCheckInterval" not in scaled_extra
+    assert scaled_extra["MessageTimeout"] == source_extra["MessageTimeout"]
 
 
 def test_spread_is_min_median_max():
