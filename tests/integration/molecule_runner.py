@@ -52,14 +52,16 @@ def result_path(root: Path, scenario: str) -> Path:
 
 def write_result(root: Path, run_id: str, scenario: str, run: ScenarioRun | None, error: str = "") -> None:
     """What ``scenario`` did in run ``run_id`` (or why it did not run), for a test in another process."""
+    from ailab.runtime import write_atomic
+
     path = result_path(root, scenario)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"run": run_id, "scenario": scenario, "error": error}
     if run is not None:
         data |= {"returncode": run.returncode, "seconds": run.seconds, "log": str(run.log)}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data) + "\n")
-    os.replace(tmp, path)  # a waiting test never reads half a file
+    write_atomic(
+        path, (json.dumps(data) + "\n").encode(), mode=0o644
+    )  # a waiting test never reads half a file
 
 
 def wait_result(root: Path, scenario: str, run_id: str, timeout: float, poll: float = 2.0) -> ScenarioRun:
